@@ -1,0 +1,3 @@
+"""ibcli: information-plane analysis of neural networks (train -> mi -> plot)."""
+
+__version__ = "0.1.0"
