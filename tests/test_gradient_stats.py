@@ -1,0 +1,115 @@
+"""GradientStats: mean/std of mini-batch gradients per layer."""
+
+import math
+
+import pytest
+import torch
+
+from ibcli.gradient_stats import GradientStats
+
+
+def _feed(param, grads):
+    for g in grads:
+        param.grad = torch.tensor(g, dtype=param.dtype)
+        yield
+
+
+def test_hand_computed_sequence():
+    w = torch.nn.Parameter(torch.tensor([3.0, 4.0], dtype=torch.float64))
+    stats = GradientStats({"h1": w})
+    for _ in _feed(w, [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]):
+        stats.update()
+    (row,) = stats.summary()
+    assert row["layer"] == "h1" and row["batches"] == 3
+    # mean [3, 4] -> norm 5; population std per element sqrt(8/3) -> norm sqrt(16/3)
+    assert abs(row["grad_mean_norm"] - 5.0) < 1e-12
+    assert abs(row["grad_std_norm"] - math.sqrt(16.0 / 3.0)) < 1e-12
+    assert abs(row["snr"] - 5.0 / math.sqrt(16.0 / 3.0)) < 1e-12
+    assert abs(row["weight_norm"] - 5.0) < 1e-12
+
+
+def test_float32_grads_accumulate_in_float64():
+    w = torch.nn.Parameter(torch.zeros(2))
+    stats = GradientStats({"h": [w]})
+    for _ in _feed(w, [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]):
+        stats.update()
+    (row,) = stats.summary()
+    assert abs(row["grad_mean_norm"] - 5.0) < 1e-12
+    assert abs(row["grad_std_norm"] - math.sqrt(16.0 / 3.0)) < 1e-12
+
+
+def test_list_of_params_is_one_vector():
+    w = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    b = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    stats = GradientStats({"h": [w, b]})
+    for gw, gb in [(1.0, 2.0), (3.0, 4.0), (5.0, 6.0)]:
+        w.grad = torch.tensor([gw], dtype=torch.float64)
+        b.grad = torch.tensor([gb], dtype=torch.float64)
+        stats.update()
+    (row,) = stats.summary()
+    assert abs(row["grad_mean_norm"] - 5.0) < 1e-12
+    assert abs(row["grad_std_norm"] - math.sqrt(16.0 / 3.0)) < 1e-12
+
+
+def test_reset_and_edge_cases():
+    w = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+    stats = GradientStats({"h": w})
+    (row,) = stats.summary()
+    assert row["batches"] == 0 and math.isnan(row["grad_mean_norm"]) and math.isnan(row["snr"])
+    for _ in _feed(w, [[1.0, 2.0], [3.0, 4.0]]):
+        stats.update()
+    stats.reset()
+    assert stats.batches == 0
+    # After reset only the new batches count; one batch -> std 0 -> snr inf.
+    w.grad = torch.tensor([6.0, 8.0], dtype=torch.float64)
+    stats.update()
+    (row,) = stats.summary()
+    assert row["batches"] == 1
+    assert row["grad_mean_norm"] == 10.0 and row["grad_std_norm"] == 0.0
+    assert row["snr"] == math.inf
+    # Zero gradient with zero spread -> snr nan.
+    stats.reset()
+    w.grad = torch.zeros(2, dtype=torch.float64)
+    stats.update()
+    assert math.isnan(stats.summary()[0]["snr"])
+
+
+def test_update_before_backward_raises():
+    w = torch.nn.Parameter(torch.zeros(2))
+    stats = GradientStats({"h": w})
+    with pytest.raises(RuntimeError, match="backward"):
+        stats.update()
+
+
+def test_bad_constructor_args():
+    with pytest.raises(ValueError):
+        GradientStats({})
+    with pytest.raises(ValueError):
+        GradientStats({"h": []})
+    with pytest.raises(TypeError):
+        GradientStats({"h": [1.0]})
+
+
+def test_real_linear_layers_after_backward():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2))
+    stats = GradientStats({"h1": [model[0].weight], "out": [model[2].weight, model[2].bias]})
+    assert stats.layers == ["h1", "out"]
+    x = torch.randn(40, 4)
+    y = torch.randint(0, 2, (40,))
+    grads = []
+    for xb, yb in zip(x.split(8), y.split(8)):
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(xb), yb).backward()
+        stats.update()
+        grads.append(model[0].weight.grad.detach().double().clone().flatten())
+    rows = stats.summary()
+    assert [r["layer"] for r in rows] == ["h1", "out"]
+    assert all(r["batches"] == 5 for r in rows)
+    g = torch.stack(grads)  # (5, 12)
+    assert abs(rows[0]["grad_mean_norm"] - float(g.mean(0).norm())) < 1e-12
+    assert abs(rows[0]["grad_std_norm"] - float(g.std(0, correction=0).norm())) < 1e-12
+    assert abs(rows[0]["weight_norm"] - float(model[0].weight.detach().double().norm())) < 1e-6
+    w_out = torch.cat([model[2].weight.flatten(), model[2].bias]).detach().double()
+    assert abs(rows[1]["weight_norm"] - float(w_out.norm())) < 1e-6
+    assert all(r["snr"] > 0 for r in rows)
