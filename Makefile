@@ -1,0 +1,36 @@
+# Set-up is implicit: every target below installs into .venv first if needed.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+DATA    ?= ../shared/data
+EPOCHS  ?= 20
+STAMP   := $(VENV)/.installed
+
+.PHONY: install test run bench reproduce-tishby reproduce-saxe ui clean
+
+install: $(STAMP)
+
+# torch 2.14.1 / torchvision 0.29.1 install from the machine's local wheel cache.
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+	$(BIN)/pip install --quiet -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+	$(BIN)/python -c "import ibcli.cli, torch, torchvision, mlflow"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# The main job: train the MLP on MNIST, estimate MI by binning and KDE, plot into figures/.
+run: $(STAMP)
+	set -e; id=$$($(BIN)/ibcli train --model mlp --data-dir $(DATA) --epochs $(EPOCHS) --json | $(BIN)/python -c "import json,sys; print(json.load(sys.stdin)['run_id'])"); \
+	$(BIN)/ibcli mi $$id --method binning --quiet; \
+	$(BIN)/ibcli mi $$id --method kde --quiet; \
+	$(BIN)/ibcli plot $$id --output figures/mlp; \
+	echo "train run $$id: figures in figures/mlp, browse with: make ui"
+
+ui: $(STAMP)
+	$(BIN)/ibcli ui
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache
