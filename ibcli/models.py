@@ -1,0 +1,106 @@
+"""The networks whose layers we record: MLP, CNN and the 12-bit task's network.
+
+Every model maps inputs to logits (cross-entropy applies the softmax) and exposes
+`forward_with_activations`, which also returns each recorded layer's output under a
+stable name: hidden layers after their nonlinearity, and `output` = softmax(logits).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ibcli.errors import UserError
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "elu": nn.ELU}
+MODELS = ("mlp", "cnn", "ib")
+MODEL_ALIASES = {"tishby": "ib"}
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise UserError(f"unknown activation {name!r}: choose one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+class RecordedNet(nn.Module):
+    """Base: subclasses fill `self.blocks` (name -> module); the last block gives logits."""
+
+    blocks: nn.ModuleDict
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks.values():
+            x = block(x)
+        return x
+
+    def forward_with_activations(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Return (logits (n, classes), {layer name: output (n, *layer_shape)}), in layer order."""
+        recorded: dict[str, torch.Tensor] = {}
+        for name, block in self.blocks.items():
+            x = block(x)
+            if name != "logits":
+                recorded[name] = x
+        recorded["output"] = torch.softmax(x, dim=1)
+        return x, recorded
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Recorded layers in order, `output` last."""
+        return [n for n in self.blocks if n != "logits"] + ["output"]
+
+
+class MLP(RecordedNet):
+    """Fully connected net. `widths` = (input, hidden..., classes); hidden layers are
+    named layer1, layer2, ... The default is the seed's 784-1024-20-20-20-20-10."""
+
+    def __init__(self, widths=(784, 1024, 20, 20, 20, 20, 10), activation: str = "tanh"):
+        super().__init__()
+        blocks: dict[str, nn.Module] = {}
+        first = nn.Flatten()
+        for i, (a, b) in enumerate(zip(widths[:-2], widths[1:-1]), start=1):
+            layers = [first] if i == 1 else []
+            blocks[f"layer{i}"] = nn.Sequential(*layers, nn.Linear(a, b), _activation(activation))
+        blocks["logits"] = nn.Linear(widths[-2], widths[-1])
+        self.blocks = nn.ModuleDict(blocks)
+
+
+class CNN(RecordedNet):
+    """conv(32, 3x3)-pool-conv(64, 3x3)-pool-fc128-fc10 for 1x28x28 inputs.
+
+    Recorded: conv1 (32x14x14 after pooling), conv2 (64x7x7 after pooling), fc1 (128), output.
+    """
+
+    def __init__(self, activation: str = "relu", num_classes: int = 10):
+        super().__init__()
+        self.blocks = nn.ModuleDict(
+            {
+                "conv1": nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), _activation(activation), nn.MaxPool2d(2)),
+                "conv2": nn.Sequential(nn.Conv2d(32, 64, 3, padding=1), _activation(activation), nn.MaxPool2d(2)),
+                "fc1": nn.Sequential(nn.Flatten(), nn.Linear(64 * 7 * 7, 128), _activation(activation)),
+                "logits": nn.Linear(128, num_classes),
+            }
+        )
+
+
+def build_model(name: str, activation: str, input_shape: tuple[int, ...], num_classes: int) -> RecordedNet:
+    """Build `name` ("mlp", "cnn", "ib" / "tishby") for inputs of `input_shape`.
+
+    mlp: 784-1024-20-20-20-20-10 (input width taken from the data);
+    cnn: needs 1x28x28 inputs; ib: 12-10-7-5-4-3-2 (Shwartz-Ziv & Tishby 2017).
+
+    Raises:
+        UserError: unknown model or activation, or a model that does not fit the data.
+    """
+    name = MODEL_ALIASES.get(name, name)
+    n_inputs = 1
+    for s in input_shape:
+        n_inputs *= s
+    if name == "mlp":
+        return MLP((n_inputs, 1024, 20, 20, 20, 20, num_classes), activation)
+    if name == "ib":
+        return MLP((n_inputs, 10, 7, 5, 4, 3, num_classes), activation)
+    if name == "cnn":
+        if tuple(input_shape) != (1, 28, 28):
+            raise UserError(f"--model cnn needs 1x28x28 images (MNIST), the data has shape {tuple(input_shape)}")
+        return CNN(activation, num_classes)
+    raise UserError(f"unknown model {name!r}: choose one of mlp, cnn, ib (alias tishby)")
