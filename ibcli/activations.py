@@ -1,0 +1,121 @@
+"""Activations on disk: Parquet files per (record, layer), the probe file, the manifest.
+
+Layout under a train run's artifact path `activations/`:
+
+    probe.parquet                 sample_index int64, label int64, x fixed_size_list<float32>[d_in]
+    step_000000/layer1.parquet    activation fixed_size_list<float32|float16>[d_layer], one row per probe sample
+    ...
+    manifest.json                 written last after each record; lists the complete records
+
+Rows of every layer file line up with probe.parquet. Readers trust only the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ibcli.errors import UserError
+
+PREFIX = "activations"
+MANIFEST = f"{PREFIX}/manifest.json"
+PROBE = f"{PREFIX}/probe.parquet"
+FORMAT = "ibcli.activations/1"
+
+
+def _matrix_column(matrix: np.ndarray) -> pa.FixedSizeListArray:
+    """(n, d) array -> fixed-size-list column without copying the values."""
+    n, d = matrix.shape
+    flat = pa.array(np.ascontiguousarray(matrix).reshape(-1))
+    return pa.FixedSizeListArray.from_arrays(flat, d)
+
+
+def write_matrix_parquet(path, columns: dict, metadata: dict | None = None) -> None:
+    """Write columns (1-d arrays, or 2-d arrays stored as fixed-size lists) to Parquet.
+
+    No dictionary encoding (float activations never repeat enough to gain) and no
+    compression: floats barely compress and writing stays off the training's critical path.
+    """
+    arrays, names = [], []
+    for name, values in columns.items():
+        values = np.asarray(values)
+        arrays.append(_matrix_column(values) if values.ndim == 2 else pa.array(values))
+        names.append(name)
+    table = pa.Table.from_arrays(arrays, names=names)
+    if metadata:
+        table = table.replace_schema_metadata({k: json.dumps(v) for k, v in metadata.items()})
+    pq.write_table(table, path, use_dictionary=False, compression="none", write_statistics=False)
+
+
+def read_matrix(path, column: str = "activation") -> np.ndarray:
+    """Read a fixed-size-list column back as an (n, d) NumPy array (dtype as stored)."""
+    table = pq.read_table(path, columns=[column])
+    col = table.column(column).combine_chunks()
+    d = col.type.list_size
+    return col.flatten().to_numpy(zero_copy_only=False).reshape(-1, d)
+
+
+@dataclass
+class Manifest:
+    """What a train run recorded: layers, probe file and the complete records.
+
+    records: list of {"record": "step_000469", "epoch": float, "step": int,
+    "files": {layer: relative path}} in recording order.
+    """
+
+    layers: list[dict] = field(default_factory=list)  # {"name", "index", "shape": [..], "width"}
+    records: list[dict] = field(default_factory=list)
+    probe: dict = field(default_factory=dict)
+    dtype: str = "float32"
+    info: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"format": FORMAT, "dtype": self.dtype, "probe": self.probe, "layers": self.layers,
+             "records": self.records, "info": self.info},
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "Manifest":
+        data = json.loads(text)
+        if data.get("format") != FORMAT:
+            raise UserError(f"activations manifest has format {data.get('format')!r}, expected {FORMAT}")
+        return cls(data["layers"], data["records"], data["probe"], data.get("dtype", "float32"), data.get("info", {}))
+
+
+def record_name(step: int) -> str:
+    return f"step_{step:07d}"
+
+
+def load_manifest(artifacts) -> Manifest:
+    """The manifest of a train run's activations.
+
+    Raises:
+        UserError: the run recorded no activations.
+    """
+    try:
+        path = artifacts.local_path(MANIFEST)
+    except FileNotFoundError:
+        raise UserError(f"run {artifacts.run_id} has no recorded activations (no {MANIFEST}): train with --log-epochs that records") from None
+    manifest = Manifest.from_json(path.read_text())
+    if not manifest.records:
+        raise UserError(f"run {artifacts.run_id} has no complete activation records yet")
+    return manifest
+
+
+def load_probe(artifacts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sample_index (n,) int64, label (n,) int64, x (n, d_in) float32) of a train run's probe set."""
+    path = artifacts.local_path(PROBE)
+    table = pq.read_table(path)
+    x = read_matrix(path, "x")
+    return table.column("sample_index").to_numpy(), table.column("label").to_numpy(), x
+
+
+def load_layer(artifacts, record: dict, layer: str) -> np.ndarray:
+    """One layer's activations at one record: (n, width) float32 (float16 files are upcast)."""
+    return read_matrix(artifacts.local_path(record["files"][layer])).astype(np.float32, copy=False)
