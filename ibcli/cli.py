@@ -1,0 +1,256 @@
+"""The `ibcli` command line: thin commands that parse options, call one function, print."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from typer._click.exceptions import UsageError  # Typer vendors click; its errors live here
+
+from ibcli.errors import UserError
+from ibcli.progress import stderr
+
+app = typer.Typer(
+    help="Information-plane analysis of neural networks: train -> mi -> plot, each stage an MLflow run.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+class Model(str, Enum):
+    mlp = "mlp"
+    cnn = "cnn"
+    ib = "ib"
+    tishby = "tishby"
+
+
+class Dataset(str, Enum):
+    mnist = "mnist"
+    ib12 = "ib12"
+
+
+class Activation(str, Enum):
+    tanh = "tanh"
+    relu = "relu"
+    sigmoid = "sigmoid"
+    elu = "elu"
+
+
+class Optimizer(str, Enum):
+    sgd = "sgd"
+    adam = "adam"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class ProbeSplit(str, Enum):
+    test = "test"
+    train = "train"
+    all = "all"
+
+
+class Method(str, Enum):
+    binning = "binning"
+    kde = "kde"
+    kraskov = "kraskov"
+    ksg = "ksg"
+    mine = "mine"
+
+
+class BinningStrategy(str, Enum):
+    uniform = "uniform"
+    adaptive = "adaptive"
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+
+
+TrackingUri = Annotated[
+    Optional[str],
+    typer.Option("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./runs/mlflow.db)."),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")]
+
+
+def fail(message: str) -> None:
+    """One line on stderr, exit code 2."""
+    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def user_errors():
+    """Turn errors a user can cause into one line and exit code 2."""
+    from ibcli.estimators.errors import EstimatorInputError
+
+    try:
+        yield
+    except (UserError, EstimatorInputError) as exc:
+        fail(str(exc))
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# ---------------------------------------------------------------------------- train
+@app.command()
+def train(
+    ctx: typer.Context,
+    model: Annotated[Model, typer.Option(help="Network: mlp (784-1024-20-20-20-20-10), cnn, or ib/tishby (12-10-7-5-4-3-2).")] = Model.mlp,
+    dataset: Annotated[Dataset, typer.Option(help="mnist, or ib12: the 12-bit task of Shwartz-Ziv & Tishby (shipped, offline).")] = Dataset.mnist,
+    activation: Annotated[Activation, typer.Option(help="Hidden-layer nonlinearity.")] = Activation.tanh,
+    optimizer: Annotated[Optimizer, typer.Option(help="sgd (with --momentum) or adam.")] = Optimizer.adam,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
+    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
+    weight_decay: Annotated[float, typer.Option(help="L2 weight decay.")] = 0.0,
+    epochs: Annotated[int, typer.Option(help="Epochs to train (with --resume: the new total).")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 128,
+    device: Annotated[Device, typer.Option(help="auto = cuda when available, else cpu.")] = Device.auto,
+    seed: Annotated[int, typer.Option(help="Seed for init, shuffling and splits.")] = 0,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Holds MNIST/raw/ (default: $IBCLI_DATA_DIR, else ./data).")] = None,
+    train_fraction: Annotated[Optional[float], typer.Option(help="MNIST: keep this prefix of the train set; ib12: train share of the split (default 0.85).")] = None,
+    probe_split: Annotated[Optional[ProbeSplit], typer.Option(help="Where the probe set comes from (default: test; all for ib12).")] = None,
+    probe_size: Annotated[Optional[int], typer.Option(help="Probe samples (default: the whole split).")] = None,
+    log_epochs: Annotated[str, typer.Option(help="Epochs to record: all, every:K, log[:N] (N log-spaced, default 30), none, or 1,2,5.")] = "log:30",
+    log_steps: Annotated[str, typer.Option(help="Also record at optimizer steps: none, log:N[:E] (N log-spaced steps in the first E epochs), or 1,2,5.")] = "none",
+    activation_dtype: Annotated[DType, typer.Option(help="dtype of stored activations.")] = DType.float32,
+    grad_stats: Annotated[bool, typer.Option(help="Per-layer gradient mean/std norms and SNR each epoch.")] = True,
+    resume: Annotated[Optional[str], typer.Option(help="Continue this killed or finished train run from its last checkpoint.")] = None,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "ibcli",
+    run_name: Annotated[Optional[str], typer.Option(help="MLflow run name.")] = None,
+    tracking_uri: TrackingUri = None,
+    json_out: JsonOut = False,
+    quiet: Quiet = False,
+):
+    """Train a network and record every layer's activations on the probe set.
+
+    Example: [bold]ibcli train --model mlp --data-dir ../shared/data --epochs 20[/]
+    """
+    from ibcli.train_stage import run_train
+
+    options = dict(
+        model=model.value, dataset=dataset.value, activation=activation.value, optimizer=optimizer.value,
+        lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size,
+        device=device.value, seed=seed, train_fraction=train_fraction,
+        probe_split=probe_split.value if probe_split else None, probe_size=probe_size,
+        log_epochs=log_epochs, log_steps=log_steps, activation_dtype=activation_dtype.value,
+        grad_stats=grad_stats, experiment=experiment,
+        data_dir=str(data_dir) if data_dir is not None else None,
+    )
+    explicit = _explicit_params(ctx)
+    with user_errors():
+        summary = run_train(options, explicit, resume, run_name, tracking_uri, quiet)
+    _print_summary(summary, json_out, quiet)
+    if summary.get("status") == "KILLED":
+        raise typer.Exit(130)
+
+
+def _explicit_params(ctx: typer.Context) -> set[str]:
+    """The options the user typed (so --resume can tell defaults from choices)."""
+    return {name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"}
+
+
+def _print_summary(summary: dict, json_out: bool, quiet: bool) -> None:
+    if json_out:
+        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+    elif not quiet:
+        stderr.print_json(json.dumps(summary, default=str))
+
+
+# ---------------------------------------------------------------------------- mi
+@app.command()
+def mi(
+    run_id: Annotated[str, typer.Argument(help="Train run id (or unique prefix).")],
+    method: Annotated[Method, typer.Option(help="Estimator: binning, kde, kraskov (alias ksg) or mine.")] = Method.binning,
+    bins: Annotated[int, typer.Option(help="binning: number of bins per unit.")] = 30,
+    binning: Annotated[BinningStrategy, typer.Option(help="binning: equal-width (uniform) or equal-mass (adaptive) bins.")] = BinningStrategy.uniform,
+    noise_var: Annotated[Optional[list[float]], typer.Option(help="kde/kraskov/mine: variance s2 of the added Gaussian noise; repeat for a sweep.")] = None,
+    k: Annotated[int, typer.Option(help="kraskov: neighbours.")] = 3,
+    mine_steps: Annotated[int, typer.Option(help="mine: training steps.")] = 1000,
+    mine_batch_size: Annotated[int, typer.Option(help="mine: batch size.")] = 512,
+    mine_hidden: Annotated[int, typer.Option(help="mine: statistics-network width.")] = 128,
+    mine_lr: Annotated[float, typer.Option(help="mine: Adam learning rate.")] = 1e-3,
+    layers: Annotated[Optional[list[str]], typer.Option("--layer", help="Only these layers (repeatable).")] = None,
+    device: Annotated[Device, typer.Option(help="mine: torch device.")] = Device.auto,
+    seed: Annotated[int, typer.Option(help="Seed for the added noise and MINE.")] = 0,
+    tracking_uri: TrackingUri = None,
+    json_out: JsonOut = False,
+    quiet: Quiet = False,
+):
+    """Estimate I(X;T) and I(T;Y) for every recorded (epoch, layer) of a train run.
+
+    Example: [bold]ibcli mi 3f2a --method kde --noise-var 0.1 --noise-var 0.01[/]
+    """
+    from ibcli.analysis import MiOptions, run_mi
+
+    options = MiOptions(
+        method=method.value, bins=bins, binning=binning.value, noise_vars=tuple(noise_var or (0.1,)), k=k,
+        mine_steps=mine_steps, mine_batch_size=mine_batch_size, mine_hidden=mine_hidden, mine_lr=mine_lr,
+        layers=tuple(layers or ()), device=device.value, seed=seed,
+    )
+    with user_errors():
+        summary = run_mi(run_id, options, tracking_uri, quiet=quiet)
+    if json_out:
+        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+
+
+# ---------------------------------------------------------------------------- plot
+@app.command()
+def plot(
+    run_id: Annotated[str, typer.Argument(help="Train run id (or unique prefix).")],
+    mi_run: Annotated[Optional[list[str]], typer.Option(help="mi run(s) to plot (default: the latest mi run of each method).")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Also write the HTML files to this folder.")] = None,
+    tracking_uri: TrackingUri = None,
+    json_out: JsonOut = False,
+    quiet: Quiet = False,
+):
+    """Draw the information plane, MI per epoch and training curves as plotly HTML.
+
+    Example: [bold]ibcli plot 3f2a --output figures/[/]
+    """
+    from ibcli.plot_stage import run_plot
+
+    with user_errors():
+        summary = run_plot(run_id, list(mi_run or []), output, tracking_uri)
+    if json_out:
+        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+    elif not quiet:
+        for path in summary["files"]:
+            stderr.print(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: usage errors become one line and exit code 2."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        rv = app(args=argv, standalone_mode=False, prog_name="ibcli")
+    except UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        stderr.print(f"[bold red]error:[/] {exc.format_message()}{hint}", highlight=False, soft_wrap=True)
+        return 2
+    except typer.Abort:
+        return 130
+    return rv if isinstance(rv, int) else 0
+
+
+def main_exit() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    main_exit()
