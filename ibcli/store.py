@@ -109,12 +109,16 @@ class Store:
             self.client.log_batch(run_id, params=items[i : i + 100])
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        self.log_metric_rows(run_id, [(step, metrics)])
+
+    def log_metric_rows(self, run_id: str, rows: list[tuple[int, dict[str, float]]]) -> None:
+        """Log many (step, {key: value}) rows in as few requests as MLflow allows."""
         import time
 
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
+        items = [Metric(k, float(v), now, int(step)) for step, metrics in rows for k, v in metrics.items()]
         for i in range(0, len(items), 1000):
             self.client.log_batch(run_id, metrics=items[i : i + 1000])
 

@@ -8,6 +8,7 @@ run's `activations/` while training goes on. Per epoch: train/test loss and accu
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 import time
@@ -26,6 +27,9 @@ from ibcli.recorder import Recorder
 from ibcli.schedule import parse_epoch_schedule, parse_step_schedule
 
 CHECKPOINT = "checkpoints/last.pt"
+# Long runs of tiny nets do thousands of epochs: talk to MLflow and the disk at most this often.
+METRICS_FLUSH_SECONDS = 2.0
+CHECKPOINT_SECONDS = 30.0
 GRADIENTS = "gradients/gradient_stats.parquet"
 OPTIMIZERS = ("sgd", "adam")
 
@@ -149,6 +153,9 @@ class Trainer:
         self.run = None
         self.artifacts = None
         self.recorder: Recorder | None = None
+        self._pending_metrics: list[tuple[int, dict]] = []
+        self._last_flush = self._last_checkpoint = time.monotonic()
+        self._snapshot: dict | None = None
 
     # ---- passes over fixed sets -------------------------------------------------
     @torch.no_grad()
@@ -234,7 +241,7 @@ class Trainer:
 
     def train(self) -> None:
         """Epochs state.epoch+1 .. cfg.epochs. Raises Interrupted/Diverged; the caller ends the run."""
-        cfg, run_id = self.cfg, self.run.info.run_id
+        cfg = self.cfg
         n = len(self.x_train)
         if self.progress:
             self.progress.start(cfg.epochs, self.steps_per_epoch, self.state.epoch)
@@ -280,13 +287,26 @@ class Trainer:
                     for key in ("grad_mean_norm", "grad_std_norm", "snr", "weight_norm"):
                         if math.isfinite(row[key]):
                             metrics[f"{key}.{row['layer']}"] = row[key]
-            self.store.log_metrics(run_id, metrics, step=epoch)
             self.state.epoch = epoch
             self.state.history.append({"epoch": epoch, **metrics})
-            self._write_gradients()
-            self._save_checkpoint()
+            self._pending_metrics.append((epoch, metrics))
+            self._take_snapshot()
+            now = time.monotonic()
+            recorded, last = epoch in self.epoch_schedule, epoch == cfg.epochs
+            if recorded or last or now - self._last_flush >= METRICS_FLUSH_SECONDS:
+                self.flush()
+            if recorded or last or now - self._last_checkpoint >= CHECKPOINT_SECONDS:
+                self.save_checkpoint()
             if self.progress:
                 self.progress.epoch(epoch, metrics)
+
+    def flush(self) -> None:
+        """Send buffered metrics to MLflow and rewrite the gradient table."""
+        if self._pending_metrics:
+            self.store.log_metric_rows(self.run.info.run_id, self._pending_metrics)
+            self._pending_metrics = []
+        self._write_gradients()
+        self._last_flush = time.monotonic()
 
     def _write_gradients(self) -> None:
         if not self.gradient_rows:
@@ -297,18 +317,27 @@ class Trainer:
         pd.DataFrame(self.gradient_rows).to_parquet(path, index=False)
         self.artifacts.commit(path, GRADIENTS)
 
-    def _save_checkpoint(self) -> None:
+    def _take_snapshot(self) -> None:
+        """Copy the end-of-epoch state in memory (cheap), so an interrupt mid-epoch can
+        still checkpoint the last completed epoch."""
+        self._snapshot = {
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "epoch": self.state.epoch, "step": self.state.step, "history": list(self.state.history),
+            "gradient_rows": list(self.gradient_rows),
+        }
+
+    def save_checkpoint(self) -> None:
+        """Write the last completed epoch's state to checkpoints/last.pt (atomically)."""
+        if self._snapshot is None:
+            return
         buffer = io.BytesIO()
-        torch.save(
-            {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
-             "epoch": self.state.epoch, "step": self.state.step, "history": self.state.history,
-             "gradient_rows": self.gradient_rows},
-            buffer,
-        )
+        torch.save(self._snapshot, buffer)
         path = self.artifacts.writable_path(CHECKPOINT)
         path.write_bytes(buffer.getvalue())
         self.artifacts.commit(path, CHECKPOINT)
+        self._last_checkpoint = time.monotonic()
 
     def resume_from(self, store, run) -> None:
         """Continue `run` (same MLflow run) from its last checkpoint.
@@ -338,9 +367,12 @@ class Trainer:
         self.recorder._write_manifest()
 
     def close(self) -> None:
-        """Finish writing queued records (every record that was complete in memory lands)."""
+        """Finish writing queued records, flush metrics, checkpoint the last completed epoch."""
         if self.recorder is not None:
             self.recorder.close()
+        if self.run is not None:
+            self.flush()
+            self.save_checkpoint()
 
     def summary(self) -> dict:
         last = self.state.history[-1] if self.state.history else {}
