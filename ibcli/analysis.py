@@ -118,6 +118,8 @@ def compute_mi_table(artifacts, manifest: act.Manifest, options: MiOptions, prog
         else:
             edges = {name: bin_edges(adaptive_sample(artifacts, manifest, name, seed=options.seed), options.bins, "adaptive") for name in layers}
     needs_x = options.method in ("kraskov", "mine")
+    mine_params = {"steps": options.mine_steps, "batch_size": options.mine_batch_size,
+                   "hidden": options.mine_hidden, "lr": options.mine_lr} if options.method == "mine" else None
     device = _device(options.device) if options.method == "mine" else "cpu"
     rows = []
     task = progress.add_task(f"mi {options.method}", total=len(manifest.records) * len(layers), info="") if progress else None
@@ -132,8 +134,7 @@ def compute_mi_table(artifacts, manifest: act.Manifest, options: MiOptions, prog
                 points = information_plane(
                     t, labels, options.method, x=x if needs_x else None, edges=edges.get(name),
                     noise_vars=options.noise_vars, k=options.k, seed=options.seed + rec["step"],
-                    device=device, mine_steps=options.mine_steps, mine_batch_size=options.mine_batch_size,
-                    mine_hidden=options.mine_hidden, mine_lr=options.mine_lr,
+                    device=device, mine_params=mine_params,
                 )
             except EstimatorInputError as exc:
                 raise UserError(f"{where}: {exc}") from exc

@@ -1,0 +1,96 @@
+"""Real MNIST, end to end: train 2 epochs -> mi (binning) -> plot, then inspect the store."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import SHARED_DATA, run_json
+
+from ibcli import activations as act
+from ibcli.store import PARENT_TAG, STAGE_TAG, Store
+
+PROBE = 600
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """A fresh working directory, so the default store runs/ starts empty."""
+    import os
+
+    if not (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+        pytest.skip(f"real MNIST not found under {SHARED_DATA}")
+    root = tmp_path_factory.mktemp("e2e")
+    old = os.getcwd()
+    os.chdir(root)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        yield root
+    finally:
+        os.chdir(old)
+
+
+def test_train_mi_plot_store_contents(pipeline, capsys):
+    train = run_json(["train", "--model", "mlp", "--data-dir", _data(), "--epochs", 2,
+                      "--train-fraction", 0.03, "--probe-size", PROBE, "--log-epochs", "all"], capsys)
+    assert train["status"] == "FINISHED" and train["records"] == 3  # step 0 + 2 epochs
+    mi = run_json(["mi", train["run_id"][:8], "--method", "binning"], capsys)
+    plot = run_json(["plot", train["run_id"], "--output", pipeline / "figs"], capsys)
+
+    store = Store()
+    train_run = store.find_run(train["run_id"], stage="train")
+    mi_run = store.find_run(mi["mi_run_id"], stage="mi")
+    plot_run = store.find_run(plot["plot_run_id"], stage="plot")
+    # three runs, the two children linked to the train run
+    assert {r.info.run_id for r in store.all_runs()} == {train_run.info.run_id, mi_run.info.run_id, plot_run.info.run_id}
+    for child in (mi_run, plot_run):
+        assert child.data.tags[PARENT_TAG] == train_run.info.run_id
+        assert child.info.status == "FINISHED"
+    assert train_run.data.tags[STAGE_TAG] == "train" and train_run.info.status == "FINISHED"
+    assert train_run.data.metrics["test_accuracy"] > 0.5
+
+    # activations: the documented shapes and dtypes
+    arts = store.artifacts(train_run)
+    manifest = act.load_manifest(arts)
+    assert [r["step"] for r in manifest.records] == [0, 15, 30]  # 1800 train samples / batch 128 -> 15 steps
+    widths = {layer["name"]: layer["width"] for layer in manifest.layers}
+    assert widths == {"layer1": 1024, "layer2": 20, "layer3": 20, "layer4": 20, "layer5": 20, "output": 10}
+    sample_index, labels, x = act.load_probe(arts)
+    assert sample_index.dtype == np.int64 and labels.dtype == np.int64 and x.dtype == np.float32
+    assert x.shape == (PROBE, 784) and np.array_equal(sample_index, np.arange(PROBE))
+    for rec in manifest.records:
+        for name, width in widths.items():
+            table = pq.read_table(arts.local_path(rec["files"][name]))
+            assert table.num_rows == PROBE and table.schema.field("activation").type.list_size == width
+            assert str(table.schema.field("activation").type.value_type) == "float"
+    out = act.load_layer(arts, manifest.records[-1], "output")
+    np.testing.assert_allclose(out.sum(1), 1.0, atol=1e-5)  # softmax rows
+
+    # mi table: one row per (record, layer), values inside their ceilings
+    table = pq.read_table(store.artifacts(mi_run).local_path("mi.parquet")).to_pandas()
+    assert len(table) == 3 * 6
+    for col in ("epoch", "step", "layer", "layer_index", "method", "i_xt_bits", "i_ty_bits",
+                "i_xt_lower_bits", "i_ty_lower_bits", "ceiling_bits", "unique_fraction", "bins"):
+        assert col in table.columns
+    assert (table["method"] == "binning").all() and (table["bins"] == 30).all()
+    assert np.allclose(table["ceiling_bits"], math.log2(PROBE))
+    assert (table["i_xt_bits"] >= 0).all() and (table["i_xt_bits"] <= math.log2(PROBE) + 1e-9).all()
+    assert (table["i_ty_bits"] >= 0).all() and (table["i_ty_bits"] <= math.log2(10) + 1e-9).all()
+    assert table["i_xt_lower_bits"].isna().all()
+    # the 1024-wide tanh layer separates every probe sample: it sits at the ceiling
+    wide = table[table["layer"] == "layer1"]
+    assert np.allclose(wide["i_xt_bits"], math.log2(PROBE))
+
+    # plots: self-contained HTML in the plot run and in --output
+    names = {"information_plane.html", "mi_per_epoch.html", "training_curves.html", "gradient_snr.html"}
+    assert {p.name for p in (pipeline / "figs").iterdir()} == names
+    for name in names:
+        html = store.artifacts(plot_run).local_path(f"figures/{name}").read_text()
+        assert "plotly" in html and len(html) > 1_000_000  # plotly.js inlined
+
+
+def _data():
+    return SHARED_DATA
