@@ -217,3 +217,19 @@ def test_binning_plane_rejects_bad_input():
         binning_information_plane(bad, np.zeros(10, int), [0.0, 1.0])
     with pytest.raises(EstimatorInputError, match="edges"):
         binning_information_plane(t, np.zeros(10, int), [1.0, 0.0])
+
+
+def test_pattern_ids_stay_exact_when_the_hash_collides(monkeypatch):
+    from ibcli.estimators import binning
+
+    rng = np.random.default_rng(6)
+    rows = rng.integers(0, 3, size=(300, 40)).astype(np.uint8)
+    rows[150:] = rows[:150]  # every pattern twice
+    want, n_want = pattern_ids(rows)
+    # a degenerate "hash" that maps every row to 0: verification must catch it
+    monkeypatch.setattr(binning, "_hash_multipliers", lambda m: np.zeros(m, dtype=np.uint64))
+    ids, n_pat = pattern_ids(rows)
+    assert n_pat == n_want == len({r.tobytes() for r in rows})
+    np.testing.assert_array_equal(ids[150:], ids[:150])
+    # same partition as the hashed path
+    assert len(set(zip(ids.tolist(), want.tolist()))) == n_pat

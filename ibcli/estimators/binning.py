@@ -19,9 +19,10 @@ also reports the share of samples whose pattern is unique.
 
 Fast path: `discretize` maps values to bin codes with arithmetic on a fine uniform
 grid plus one exact comparison (no per-value binary search), codes are uint8 for up
-to 256 bins, and `pattern_ids` gives each distinct row of codes one integer id via
-np.unique on a contiguous void view of the rows (collision-free: rows are compared
-byte for byte). One pass of ids serves both H(T) and H(T|Y).
+to 256 bins, and `pattern_ids` gives each distinct row of codes one integer id from a
+64-bit hash of the row that is then verified row by row (a collision falls back to
+np.unique on the rows as byte strings, so distinct patterns are never merged). One
+pass of ids serves both H(T) and H(T|Y).
 """
 
 from __future__ import annotations
@@ -227,21 +228,46 @@ def discretize(t, edges) -> np.ndarray:
     return codes.reshape(arr.shape)
 
 
+_HASH_MULT = None
+
+
+def _hash_multipliers(m: int) -> np.ndarray:
+    """m fixed random odd 64-bit multipliers (a fixed seed: ids are repeatable)."""
+    global _HASH_MULT
+    if _HASH_MULT is None or _HASH_MULT.size < m:
+        rng = np.random.default_rng(0x1B5EED)
+        _HASH_MULT = rng.integers(0, 2**63, size=max(m, 256), dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    return _HASH_MULT[:m]
+
+
+def _void_unique_ids(c: np.ndarray) -> tuple[np.ndarray, int]:
+    n = c.shape[0]
+    rows = c.view(np.dtype((np.void, c.shape[1] * c.dtype.itemsize))).reshape(n)
+    uniq, inv = np.unique(rows, return_inverse=True)
+    return inv.reshape(-1).astype(np.int64, copy=False), int(uniq.size)
+
+
 def pattern_ids(codes) -> tuple[np.ndarray, int]:
-    """Give each distinct row of `codes` one integer id (exact, no hashing).
+    """Give each distinct row of `codes` one integer id (exact).
 
     Parameters
     ----------
-    codes : array-like, shape (n, d) (or (n,)), integer or any fixed-size dtype
-        Rows are patterns; two rows get the same id iff they are equal.
+    codes : array-like, shape (n, d) (or (n,)), integer, bool or float
+        Rows are patterns; two rows get the same id iff they are equal
+        (for floats, iff their values are equal; -0.0 equals 0.0).
 
     Returns
     -------
-    (ids, n_patterns): ids np.ndarray shape (n,), int64 in 0..n_patterns-1.
+    (ids, n_patterns): ids np.ndarray shape (n,), int64 in 0..n_patterns-1, in
+    no particular order.
 
-    Implementation: a C-contiguous (n, d) array is viewed as n opaque byte
-    strings (void dtype) and passed to np.unique, which sorts and compares them
-    byte by byte: collision-free and fast for wide layers.
+    Implementation: rows of at most 8 bytes are packed into one uint64 key
+    (exact). Wider rows get a 64-bit linear hash of their 8-byte words
+    (fixed random odd multipliers, arithmetic mod 2^64), ids come from np.unique
+    on the hashes, and the result is VERIFIED by comparing every row with its
+    group's first row byte for byte; on any collision it falls back to np.unique
+    on the rows viewed as opaque byte strings. Either way distinct patterns are
+    never merged.
     """
     c = np.asarray(codes)
     if c.ndim == 1:
@@ -253,16 +279,31 @@ def pattern_ids(codes) -> tuple[np.ndarray, int]:
         return np.zeros(0, dtype=np.int64), 0
     if c.dtype.kind == "f":
         c = c + 0.0  # -0.0 and 0.0 are equal numbers but differ as bytes
-    c = np.ascontiguousarray(c)
+    elif c.dtype.kind not in "iub":
+        c = np.ascontiguousarray(c)
+        return _void_unique_ids(c)
     if c.shape[1] == 1 and c.dtype.kind in "iub":
         uniq, inv = np.unique(c[:, 0], return_inverse=True)
         return inv.reshape(-1).astype(np.int64, copy=False), int(uniq.size)
     width = c.shape[1] * c.dtype.itemsize
     if width == 0:
         return np.zeros(n, dtype=np.int64), 1
-    rows = c.view(np.dtype((np.void, width))).reshape(n)
-    uniq, inv = np.unique(rows, return_inverse=True)
-    return inv.reshape(-1).astype(np.int64, copy=False), int(uniq.size)
+    c = np.ascontiguousarray(c)
+    raw = c.view(np.uint8).reshape(n, width)
+    if width % 8:
+        padded = np.zeros((n, width + 8 - width % 8), dtype=np.uint8)
+        padded[:, :width] = raw
+        raw = padded
+    words = raw.view(np.uint64)
+    if words.shape[1] == 1:  # the row is its own key: exact
+        uniq, inv = np.unique(words[:, 0], return_inverse=True)
+        return inv.reshape(-1).astype(np.int64, copy=False), int(uniq.size)
+    h = words @ _hash_multipliers(words.shape[1])  # wraps mod 2^64
+    uniq, first, inv = np.unique(h, return_index=True, return_inverse=True)
+    inv = inv.reshape(-1)
+    if np.array_equal(words[first[inv]], words):
+        return inv.astype(np.int64, copy=False), int(uniq.size)
+    return _void_unique_ids(c)  # a hash collision (about n^2 / 2^64 odds): exact fallback
 
 
 # --------------------------------------------------------------------------- entropy
