@@ -195,8 +195,10 @@ def _pairwise_class_sums(t: np.ndarray, scales: Sequence[float], codes: np.ndarr
                         sums[s, j0:j1, 0] += e.sum(axis=0)
                 else:
                     sums[s][i0:i1, col_cls] += np.add.reduceat(e, col_offs, axis=1)
-                    if not diag:
-                        sums[s][j0:j1, row_cls] += np.add.reduceat(e, row_offs, axis=0).T
+                    if not diag:  # (reduceat along axis 0 is slow: sum row runs one by one)
+                        tgt = sums[s]
+                        for a, b, cls in zip(row_offs, list(row_offs[1:]) + [bi], row_cls):
+                            tgt[j0:j1, cls] += e[a:b].sum(axis=0)
     if order is not None:
         unsorted = np.empty_like(sums)
         unsorted[:, order] = sums
