@@ -109,35 +109,40 @@ def _chunk(chunk_size) -> int:
     return int(chunk_size)
 
 
-def _pairwise_class_sums(t: np.ndarray, scales: Sequence[float], codes: np.ndarray | None,
-                         n_classes: int, chunk_size: int) -> np.ndarray:
-    """S[s, i, k] = sum_{j : class(j) = k} exp(-scales[s] * ||t_i - t_j||^2), float64.
+def _pairwise_sums(t: np.ndarray, scales: Sequence[float], codes: np.ndarray | None,
+                   chunk_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row sums of exp(-c ||t_i - t_j||^2) over all j and over j in i's class.
 
-    t: (N, d) float32 or float64 (computation stays in that dtype); codes: (N,)
-    class codes 0..K-1 or None (then K = 1). One pass over the upper-triangular
-    blocks of the distance matrix. The matrix product yields -c0 D directly from
-    augmented rows a' = [sqrt(2 c0) a, -c0 |a|^2, 1], b' = [sqrt(2 c0) b, 1, -c0 |b|^2]
-    (a'.b' = -c0 ||a - b||^2), computed by NumPy's BLAS; exp runs in torch
-    (multi-threaded) on the same memory. Rows are sorted by class first, so each
-    class is a contiguous run of columns and the class sums are plain segment sums.
+    Returns (full, own), each shape (len(scales), N), float64:
+    full[s, i] = sum_j exp(-scales[s] D_ij), own[s, i] = the same over j with
+    codes[j] == codes[i] (own = full when codes is None).
+
+    t: (N, d) float32 or float64 (computation stays in that dtype). One pass over
+    the upper-triangular blocks of the distance matrix. The matrix product yields
+    -c0 D directly from augmented rows a' = [sqrt(2 c0) a, -c0 |a|^2, 1],
+    b' = [sqrt(2 c0) b, 1, -c0 |b|^2] (a'.b' = -c0 ||a - b||^2), computed by NumPy's
+    BLAS; exp runs in torch (multi-threaded) on the same memory. Rows are sorted by
+    class first, so each class is a contiguous run of rows and of columns and the
+    class sums are plain segment sums. Memory: two chunk_size^2 blocks + O(N d).
     """
     import torch
 
     n, d = t.shape
     dt = t.dtype
     floor = -87.0 if dt == np.float32 else -700.0  # keeps exp() out of denormals (slow)
-    c0 = float(max(scales))
-    k = max(int(n_classes), 1)
     order = None
-    if codes is not None and k > 1:
+    if codes is not None and np.any(codes != codes[0]):
         order = np.argsort(codes, kind="stable")
         t = t[order]
-        starts = np.flatnonzero(np.diff(codes[order])) + 1  # where a new class begins
-        seg_bounds = np.concatenate([[0], starts, [n]])
-        seg_class = codes[order][seg_bounds[:-1]]
+        sorted_codes = codes[order]
+        seg_bounds = np.concatenate([[0], np.flatnonzero(np.diff(sorted_codes)) + 1, [n]])
+        seg_class = sorted_codes[seg_bounds[:-1]]
     # Centre (in float64) to cut the cancellation in ||a||^2 + ||b||^2 - 2 a.b.
     tc = t.astype(np.float64) - t.mean(axis=0, dtype=np.float64)
     sq = np.einsum("ij,ij->i", tc, tc)
+    c0 = float(max(scales))
+    if dt == np.float32 and c0 * (float(sq.max()) + 1.0) > 1e30:
+        c0 = 1.0  # keep the augmented columns inside float32's range
     width = -(-(d + 2) // 16) * 16  # pad to a multiple of 16 columns for BLAS
     left = np.zeros((n, width), dtype=dt)
     right = np.zeros((n, width), dtype=dt)
@@ -149,26 +154,27 @@ def _pairwise_class_sums(t: np.ndarray, scales: Sequence[float], codes: np.ndarr
     right[:, d + 1] = -c0 * sq
     del tc
 
-    def segments(a: int, b: int):
-        """Class runs inside rows/columns [a, b): (offsets relative to a, class codes)."""
+    def segments(a: int, b: int) -> list[tuple[int, int, int]]:
+        """Class runs inside rows/columns [a, b) as (start, stop, class), relative to a."""
         if order is None:
-            return None, None
+            return [(0, b - a, 0)]
         lo = np.searchsorted(seg_bounds, a, side="right") - 1
         hi = np.searchsorted(seg_bounds, b, side="left")
-        offs = np.maximum(seg_bounds[lo:hi], a) - a
-        return offs, seg_class[lo:hi]
+        cuts = np.clip(seg_bounds[lo:hi + 1], a, b) - a
+        return [(int(cuts[m]), int(cuts[m + 1]), int(seg_class[lo + m])) for m in range(hi - lo)]
 
-    sums = np.zeros((len(scales), n, k), dtype=np.float64)
+    full = np.zeros((len(scales), n), dtype=np.float64)
+    own = np.zeros((len(scales), n), dtype=np.float64) if order is not None else full
     cs = min(chunk_size, n)
     g_buf = np.empty(cs * cs, dtype=dt)
     e_buf = np.empty(cs * cs if len(scales) > 1 else 0, dtype=dt)
     for i0 in range(0, n, cs):
         i1 = min(i0 + cs, n)
-        row_offs, row_cls = segments(i0, i1)
+        row_segs = segments(i0, i1)
         for j0 in range(i0, n, cs):
             j1 = min(j0 + cs, n)
             bi, bj = i1 - i0, j1 - j0
-            col_offs, col_cls = segments(j0, j1)
+            col_segs = segments(j0, j1)
             g = g_buf[: bi * bj].reshape(bi, bj)
             np.matmul(left[i0:i1], right[j0:j1].T, out=g)  # -c0 * D for the block
             diag = i0 == j0
@@ -190,20 +196,33 @@ def _pairwise_class_sums(t: np.ndarray, scales: Sequence[float], codes: np.ndarr
                 if diag:
                     np.fill_diagonal(e, 1.0)  # exp(-c * 0), exactly
                 if order is None:
-                    sums[s, i0:i1, 0] += e.sum(axis=1)
+                    full[s, i0:i1] += e.sum(axis=1)
                     if not diag:
-                        sums[s, j0:j1, 0] += e.sum(axis=0)
-                else:
-                    sums[s][i0:i1, col_cls] += np.add.reduceat(e, col_offs, axis=1)
-                    if not diag:  # (reduceat along axis 0 is slow: sum row runs one by one)
-                        tgt = sums[s]
-                        for a, b, cls in zip(row_offs, list(row_offs[1:]) + [bi], row_cls):
-                            tgt[j0:j1, cls] += e[a:b].sum(axis=0)
+                        full[s, j0:j1] += e.sum(axis=0)
+                    continue
+                # rows of this block: sums over each column run of one class
+                by_col_class = np.add.reduceat(e, [a for a, _, _ in col_segs], axis=1)
+                full[s, i0:i1] += by_col_class.sum(axis=1)
+                col_index = {cls: m for m, (_, _, cls) in enumerate(col_segs)}
+                for a, b, cls in row_segs:
+                    m = col_index.get(cls)
+                    if m is not None:
+                        own[s, i0 + a:i0 + b] += by_col_class[a:b, m]
+                if diag:
+                    continue
+                # columns of this block (the mirrored pairs): sums over each row run
+                full[s, j0:j1] += e.sum(axis=0)
+                row_index = {cls: (a, b) for a, b, cls in row_segs}
+                for a, b, cls in col_segs:
+                    r = row_index.get(cls)
+                    if r is not None:
+                        own[s, j0 + a:j0 + b] += e[r[0]:r[1], a:b].sum(axis=0)
     if order is not None:
-        unsorted = np.empty_like(sums)
-        unsorted[:, order] = sums
-        sums = unsorted
-    return sums
+        full_u, own_u = np.empty_like(full), np.empty_like(own)
+        full_u[:, order] = full
+        own_u[:, order] = own
+        full, own = full_u, own_u
+    return full, own
 
 
 def _prepare_t(t) -> np.ndarray:
@@ -259,7 +278,7 @@ def kde_entropy_bounds(t, noise_vars=(0.1,), chunk_size: int | None = None,
             slot["lower"] = len(scales)
             scales.append(1.0 / (8.0 * s2))
         slots.append(slot)
-    sums = _pairwise_class_sums(arr, scales, None, 1, cs)[:, :, 0]
+    sums, _ = _pairwise_sums(arr, scales, None, cs)
     log_n = math.log(n)
     out = []
     for s2, slot in zip(nv, slots):
@@ -328,22 +347,18 @@ def kde_information_plane(t, labels, noise_vars=(0.1,), chunk_size: int | None =
     scales = []
     for s2 in nv:
         scales += [1.0 / (2.0 * s2), 1.0 / (8.0 * s2)]
-    sums = _pairwise_class_sums(arr, scales, y, n_classes, cs)  # (S, N, K)
+    full, own = _pairwise_sums(arr, scales, y, cs)  # (S, N) each
     log_n = math.log(n)
     class_n = np.bincount(y, minlength=n_classes).astype(np.float64)
     log_ny = np.log(class_n)[y]  # ln N_{y_i}, per row
-    rows = np.arange(n)
     out = []
     for k, s2 in enumerate(nv):
         h_cond = 0.5 * d * (_LOG_2PI_E + math.log(s2))
         res = {}
         for name, idx in (("kl", 2 * k), ("bd", 2 * k + 1)):
-            s = sums[idx]
-            full = s.sum(axis=1)
-            own = s[rows, y]
-            i_xt = min(max(log_n - float(np.mean(np.log(full))), 0.0), log_n)
+            i_xt = min(max(log_n - float(np.mean(np.log(full[idx]))), 0.0), log_n)
             # sum_y p(y) [H(T|Y=y) - h_cond] = (1/N) sum_i (ln N_{y_i} - ln S_{i, y_i})
-            h_t_given_y = float(np.mean(log_ny - np.log(own)))
+            h_t_given_y = float(np.mean(log_ny - np.log(own[idx])))
             res[name] = (i_xt, i_xt - h_t_given_y)
         out.append(KDEPlaneResult(
             noise_var=s2,
