@@ -28,14 +28,19 @@ sums) and every noise variance. float32 input is computed in float32
 (float64 input in float64); the per-row sums are accumulated in float64. Each row
 sum contains its own term exp(0) = 1, so no max-shift is needed: the exponent is
 clamped at -87 (float32; -700 for float64), which changes a sum >= 1 by less than
-N e^-87 (about 1e-34 relative). Memory is O(chunk_size^2 + N K), never N x N.
+N e^-87 (about 1e-34 relative). The blocks are shared out to worker threads (one per
+CPU by default), each with single-threaded kernels and its own buffers. Memory is
+O(workers * chunk_size^2 + N d), never N x N.
 """
 
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -51,7 +56,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
 ]
 
-DEFAULT_CHUNK_SIZE = 2048
+DEFAULT_CHUNK_SIZE = 1024
 _LOG_2PI_E = math.log(2.0 * math.pi * math.e)
 
 
@@ -109,8 +114,44 @@ def _chunk(chunk_size) -> int:
     return int(chunk_size)
 
 
+def _default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _workers(workers) -> int:
+    if workers is None:
+        return _default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers <= 0:
+        raise EstimatorInputError(f"workers must be a positive integer; got {workers!r}")
+    return int(workers)
+
+
+@contextmanager
+def _single_threaded_kernels():
+    """BLAS and torch kernels on one thread each while our own workers split the
+    blocks: no oversubscription, no per-operation thread barriers (which stall
+    badly when other processes share the cores)."""
+    import torch
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+            yield
+        else:
+            with threadpool_limits(limits=1, user_api="blas"):
+                yield
+    finally:
+        torch.set_num_threads(prev)
+
+
 def _pairwise_sums(t: np.ndarray, scales: Sequence[float], codes: np.ndarray | None,
-                   chunk_size: int) -> tuple[np.ndarray, np.ndarray]:
+                   chunk_size: int, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Row sums of exp(-c ||t_i - t_j||^2) over all j and over j in i's class.
 
     Returns (full, own), each shape (len(scales), N), float64:
@@ -118,12 +159,14 @@ def _pairwise_sums(t: np.ndarray, scales: Sequence[float], codes: np.ndarray | N
     codes[j] == codes[i] (own = full when codes is None).
 
     t: (N, d) float32 or float64 (computation stays in that dtype). One pass over
-    the upper-triangular blocks of the distance matrix. The matrix product yields
-    -c0 D directly from augmented rows a' = [sqrt(2 c0) a, -c0 |a|^2, 1],
-    b' = [sqrt(2 c0) b, 1, -c0 |b|^2] (a'.b' = -c0 ||a - b||^2), computed by NumPy's
-    BLAS; exp runs in torch (multi-threaded) on the same memory. Rows are sorted by
-    class first, so each class is a contiguous run of rows and of columns and the
-    class sums are plain segment sums. Memory: two chunk_size^2 blocks + O(N d).
+    the upper-triangular blocks of the distance matrix, shared out to `workers`
+    threads (each with its own buffers and accumulators; kernels single-threaded).
+    The matrix product yields -c0 D directly from augmented rows
+    a' = [sqrt(2 c0) a, -c0 |a|^2, 1], b' = [sqrt(2 c0) b, 1, -c0 |b|^2]
+    (a'.b' = -c0 ||a - b||^2), computed by NumPy's BLAS; exp runs in torch on the
+    same memory. Rows are sorted by class first, so each class is a contiguous run
+    of rows and of columns and the class sums are plain segment sums.
+    Memory: 2 chunk_size^2 values per worker + O(N d).
     """
     import torch
 
@@ -163,24 +206,28 @@ def _pairwise_sums(t: np.ndarray, scales: Sequence[float], codes: np.ndarray | N
         cuts = np.clip(seg_bounds[lo:hi + 1], a, b) - a
         return [(int(cuts[m]), int(cuts[m + 1]), int(seg_class[lo + m])) for m in range(hi - lo)]
 
-    full = np.zeros((len(scales), n), dtype=np.float64)
-    own = np.zeros((len(scales), n), dtype=np.float64) if order is not None else full
     cs = min(chunk_size, n)
-    g_buf = np.empty(cs * cs, dtype=dt)
-    e_buf = np.empty(cs * cs if len(scales) > 1 else 0, dtype=dt)
-    for i0 in range(0, n, cs):
-        i1 = min(i0 + cs, n)
-        row_segs = segments(i0, i1)
-        for j0 in range(i0, n, cs):
-            j1 = min(j0 + cs, n)
+    starts = list(range(0, n, cs))
+    pairs = [(i0, j0) for i0 in starts for j0 in starts if j0 >= i0]
+    segs = {a: segments(a, min(a + cs, n)) for a in starts}
+    n_workers = max(1, min(workers, len(pairs)))
+    n_scales = len(scales)
+
+    def run(pair_iter) -> tuple[np.ndarray, np.ndarray]:
+        full = np.zeros((n_scales, n), dtype=np.float64)
+        own = np.zeros((n_scales, n), dtype=np.float64) if order is not None else full
+        g_buf = np.empty(cs * cs, dtype=dt)
+        e_buf = np.empty(cs * cs if n_scales > 1 else 0, dtype=dt)
+        for i0, j0 in pair_iter:
+            i1, j1 = min(i0 + cs, n), min(j0 + cs, n)
             bi, bj = i1 - i0, j1 - j0
-            col_segs = segments(j0, j1)
+            row_segs, col_segs = segs[i0], segs[j0]
             g = g_buf[: bi * bj].reshape(bi, bj)
             np.matmul(left[i0:i1], right[j0:j1].T, out=g)  # -c0 * D for the block
             diag = i0 == j0
             for s, c in enumerate(scales):
                 ratio = c / c0
-                if s == len(scales) - 1:  # last use of -c0 D: work in place
+                if s == n_scales - 1:  # last use of -c0 D: work in place
                     e = g
                     if ratio != 1.0:
                         e *= ratio
@@ -210,13 +257,22 @@ def _pairwise_sums(t: np.ndarray, scales: Sequence[float], codes: np.ndarray | N
                         own[s, i0 + a:i0 + b] += by_col_class[a:b, m]
                 if diag:
                     continue
-                # columns of this block (the mirrored pairs): sums over each row run
+                # columns of this block (the mirrored pairs): all rows, and the own class's rows
                 full[s, j0:j1] += e.sum(axis=0)
                 row_index = {cls: (a, b) for a, b, cls in row_segs}
                 for a, b, cls in col_segs:
                     r = row_index.get(cls)
                     if r is not None:
                         own[s, j0 + a:j0 + b] += e[r[0]:r[1], a:b].sum(axis=0)
+        return full, own
+
+    if n_workers == 1:
+        full, own = run(pairs)
+    else:  # static striping: each worker's share (and so the float64 sums) is repeatable
+        with _single_threaded_kernels(), ThreadPoolExecutor(n_workers) as pool:
+            parts = list(pool.map(lambda w: run(pairs[w::n_workers]), range(n_workers)))
+        full = np.sum([p[0] for p in parts], axis=0)
+        own = np.sum([p[1] for p in parts], axis=0) if order is not None else full
     if order is not None:
         full_u, own_u = np.empty_like(full), np.empty_like(own)
         full_u[:, order] = full
@@ -231,7 +287,7 @@ def _prepare_t(t) -> np.ndarray:
 
 # --------------------------------------------------------------------------- public
 def kde_entropy_bounds(t, noise_vars=(0.1,), chunk_size: int | None = None,
-                       which: str = "both") -> list[KDEEntropyBounds]:
+                       which: str = "both", workers: int | None = None) -> list[KDEEntropyBounds]:
     """Pairwise-distance bounds on H(T+Z) for each noise variance, in nats.
 
     T+Z is the mixture (1/N) sum_i N(t_i, s2 I_d) (X uniform over the N rows);
@@ -246,11 +302,14 @@ def kde_entropy_bounds(t, noise_vars=(0.1,), chunk_size: int | None = None,
     noise_vars : float or sequence of floats > 0
         Noise variances s2 (in T's units squared); all share one distance pass.
     chunk_size : int, optional
-        Rows per block of the pairwise pass (default 2048); memory is about
-        2 * chunk_size^2 values of t's dtype.
+        Rows per block of the pairwise pass (default 1024); memory is about
+        2 * chunk_size^2 values of t's dtype per worker.
     which : {"both", "upper", "lower"}
         Which bounds to compute (the other is None); "upper" halves the
         exponentials.
+    workers : int, optional
+        Threads that share the blocks (default: the CPUs this process may use);
+        while they run, BLAS and torch kernels are single-threaded.
 
     Returns
     -------
@@ -260,7 +319,8 @@ def kde_entropy_bounds(t, noise_vars=(0.1,), chunk_size: int | None = None,
     Raises
     ------
     EstimatorInputError
-        NaN/inf, bad shape, non-positive noise variance, bad chunk_size / which.
+        NaN/inf, bad shape, non-positive noise variance, bad chunk_size /
+        which / workers.
     """
     arr = _prepare_t(t)
     nv = _noise_list(noise_vars)
@@ -278,7 +338,7 @@ def kde_entropy_bounds(t, noise_vars=(0.1,), chunk_size: int | None = None,
             slot["lower"] = len(scales)
             scales.append(1.0 / (8.0 * s2))
         slots.append(slot)
-    sums, _ = _pairwise_sums(arr, scales, None, cs)
+    sums, _ = _pairwise_sums(arr, scales, None, cs, _workers(workers))
     log_n = math.log(n)
     out = []
     for s2, slot in zip(nv, slots):
@@ -291,7 +351,8 @@ def kde_entropy_bounds(t, noise_vars=(0.1,), chunk_size: int | None = None,
     return out
 
 
-def kde_entropy(t, noise_var: float = 0.1, bound: str = "upper", chunk_size: int | None = None) -> float:
+def kde_entropy(t, noise_var: float = 0.1, bound: str = "upper", chunk_size: int | None = None,
+                workers: int | None = None) -> float:
     """One pairwise bound on H(T+Z), Z ~ N(0, noise_var I), in nats.
 
     See `kde_entropy_bounds`. bound: "upper" (KL, default) or "lower"
@@ -304,11 +365,12 @@ def kde_entropy(t, noise_var: float = 0.1, bound: str = "upper", chunk_size: int
     """
     if bound not in ("upper", "lower"):
         raise EstimatorInputError(f"bound must be 'upper' or 'lower'; got {bound!r}")
-    res = kde_entropy_bounds(t, noise_var, chunk_size=chunk_size, which=bound)[0]
+    res = kde_entropy_bounds(t, noise_var, chunk_size=chunk_size, which=bound, workers=workers)[0]
     return res.upper if bound == "upper" else res.lower
 
 
-def kde_information_plane(t, labels, noise_vars=(0.1,), chunk_size: int | None = None) -> list[KDEPlaneResult]:
+def kde_information_plane(t, labels, noise_vars=(0.1,), chunk_size: int | None = None,
+                          workers: int | None = None) -> list[KDEPlaneResult]:
     """I(X; T+Z) bounds and I(T+Z; Y) estimates of one layer, per noise variance (nats).
 
     Saxe et al. (2018) with the bounds of Kolchinsky & Tracey (2017):
@@ -325,7 +387,8 @@ def kde_information_plane(t, labels, noise_vars=(0.1,), chunk_size: int | None =
     labels : array-like, shape (N,), class labels (ints or integer-valued floats)
     noise_vars : float or sequence of floats > 0
         Noise variances s2; one result each, all from ONE pairwise pass.
-    chunk_size : int, optional (default 2048), see `kde_entropy_bounds`.
+    chunk_size : int, optional (default 1024), see `kde_entropy_bounds`.
+    workers : int, optional (default: all usable CPUs), see `kde_entropy_bounds`.
 
     Returns
     -------
@@ -347,7 +410,7 @@ def kde_information_plane(t, labels, noise_vars=(0.1,), chunk_size: int | None =
     scales = []
     for s2 in nv:
         scales += [1.0 / (2.0 * s2), 1.0 / (8.0 * s2)]
-    full, own = _pairwise_sums(arr, scales, y, cs)  # (S, N) each
+    full, own = _pairwise_sums(arr, scales, y, cs, _workers(workers))  # (S, N) each
     log_n = math.log(n)
     class_n = np.bincount(y, minlength=n_classes).astype(np.float64)
     log_ny = np.log(class_n)[y]  # ln N_{y_i}, per row

@@ -112,7 +112,7 @@ def information_plane(
     device : str
         Torch device for MINE.
     chunk_size : int, optional
-        Block size of kde's pairwise pass (default 2048).
+        Block size of kde's pairwise pass (default 1024).
 
     Returns
     -------
