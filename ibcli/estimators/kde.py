@@ -213,11 +213,21 @@ def _pairwise_sums(t: np.ndarray, scales: Sequence[float], codes: np.ndarray | N
     n_workers = max(1, min(workers, len(pairs)))
     n_scales = len(scales)
 
+    # A KL scale right before its Bhattacharyya scale (c_KL = 4 c_BD, same s2) is derived
+    # as exp(-c_BD D)^4 by two squarings instead of a second exp. exp(-c_BD D) is first
+    # raised to at least pow_floor, so the 4th power stays a normal float: a term it
+    # lifts was below e^floor anyway (the same floor every exponent gets).
+    pow_floor = math.exp(floor / 4.0)
+    derived = [i + 1 < n_scales and scales[i] == 4.0 * scales[i + 1] for i in range(n_scales)]
+    need_e = n_scales > 1
+    need_k = any(derived[:-2]) if n_scales > 2 else False
+
     def run(pair_iter) -> tuple[np.ndarray, np.ndarray]:
         full = np.zeros((n_scales, n), dtype=np.float64)
         own = np.zeros((n_scales, n), dtype=np.float64) if order is not None else full
         g_buf = np.empty(cs * cs, dtype=dt)
-        e_buf = np.empty(cs * cs if n_scales > 1 else 0, dtype=dt)
+        e_buf = np.empty(cs * cs if need_e else 0, dtype=dt)
+        k_buf = np.empty(cs * cs if need_k else 0, dtype=dt)
         for i0, j0 in pair_iter:
             i1, j1 = min(i0 + cs, n), min(j0 + cs, n)
             bi, bj = i1 - i0, j1 - j0
@@ -225,46 +235,64 @@ def _pairwise_sums(t: np.ndarray, scales: Sequence[float], codes: np.ndarray | N
             g = g_buf[: bi * bj].reshape(bi, bj)
             np.matmul(left[i0:i1], right[j0:j1].T, out=g)  # -c0 * D for the block
             diag = i0 == j0
-            for s, c in enumerate(scales):
+
+            def kernel(c, out):
+                """out = exp(max(-c D, floor)), from g = -c0 D (out may be g)."""
                 ratio = c / c0
-                if s == n_scales - 1:  # last use of -c0 D: work in place
-                    e = g
-                    if ratio != 1.0:
-                        e *= ratio
-                    np.clip(e, floor, 0.0, out=e)
+                if ratio != 1.0:
+                    np.multiply(g, ratio, out=out)
+                    np.clip(out, floor, 0.0, out=out)
                 else:
+                    np.clip(g, floor, 0.0, out=out)
+                torch.from_numpy(out).exp_()
+                if diag:
+                    np.fill_diagonal(out, 1.0)  # exp(-c * 0), exactly
+
+            s = 0
+            while s < n_scales:
+                if derived[s]:  # (KL, BD) pair
+                    last = s + 2 >= n_scales  # g is not needed after this pair
                     e = e_buf[: bi * bj].reshape(bi, bj)
-                    if ratio == 1.0:
-                        np.clip(g, floor, 0.0, out=e)
-                    else:
-                        np.multiply(g, ratio, out=e)
-                        np.clip(e, floor, 0.0, out=e)
-                torch.from_numpy(e).exp_()
-                if diag:
-                    np.fill_diagonal(e, 1.0)  # exp(-c * 0), exactly
-                if order is None:
-                    full[s, i0:i1] += e.sum(axis=1)
-                    if not diag:
-                        full[s, j0:j1] += e.sum(axis=0)
-                    continue
-                # rows of this block: sums over each column run of one class
-                by_col_class = np.add.reduceat(e, [a for a, _, _ in col_segs], axis=1)
-                full[s, i0:i1] += by_col_class.sum(axis=1)
-                col_index = {cls: m for m, (_, _, cls) in enumerate(col_segs)}
-                for a, b, cls in row_segs:
-                    m = col_index.get(cls)
-                    if m is not None:
-                        own[s, i0 + a:i0 + b] += by_col_class[a:b, m]
-                if diag:
-                    continue
-                # columns of this block (the mirrored pairs): all rows, and the own class's rows
-                full[s, j0:j1] += e.sum(axis=0)
-                row_index = {cls: (a, b) for a, b, cls in row_segs}
-                for a, b, cls in col_segs:
-                    r = row_index.get(cls)
-                    if r is not None:
-                        own[s, j0 + a:j0 + b] += e[r[0]:r[1], a:b].sum(axis=0)
+                    kernel(scales[s + 1], e)
+                    accumulate(s + 1, e, full, own, i0, i1, j0, j1, row_segs, col_segs, diag)
+                    k = g if last else k_buf[: bi * bj].reshape(bi, bj)
+                    np.maximum(e, pow_floor, out=k)
+                    np.square(k, out=k)
+                    np.square(k, out=k)
+                    accumulate(s, k, full, own, i0, i1, j0, j1, row_segs, col_segs, diag)
+                    s += 2
+                else:
+                    e = g if s == n_scales - 1 else e_buf[: bi * bj].reshape(bi, bj)
+                    kernel(scales[s], e)
+                    accumulate(s, e, full, own, i0, i1, j0, j1, row_segs, col_segs, diag)
+                    s += 1
         return full, own
+
+    def accumulate(s, e, full, own, i0, i1, j0, j1, row_segs, col_segs, diag) -> None:
+        """Add block e = exp(-c_s D) of rows [i0, i1) x columns [j0, j1) to the row
+        sums (and, off the diagonal, the mirrored block's row sums = e's column sums)."""
+        if order is None:
+            full[s, i0:i1] += e.sum(axis=1)
+            if not diag:
+                full[s, j0:j1] += e.sum(axis=0)
+            return
+        # rows of this block: sums over each column run of one class
+        by_col_class = np.add.reduceat(e, [a for a, _, _ in col_segs], axis=1)
+        full[s, i0:i1] += by_col_class.sum(axis=1)
+        col_index = {cls: m for m, (_, _, cls) in enumerate(col_segs)}
+        for a, b, cls in row_segs:
+            m = col_index.get(cls)
+            if m is not None:
+                own[s, i0 + a:i0 + b] += by_col_class[a:b, m]
+        if diag:
+            return
+        # columns of this block (the mirrored pairs): all rows, and the own class's rows
+        full[s, j0:j1] += e.sum(axis=0)
+        row_index = {cls: (a, b) for a, b, cls in row_segs}
+        for a, b, cls in col_segs:
+            r = row_index.get(cls)
+            if r is not None:
+                own[s, j0 + a:j0 + b] += e[r[0]:r[1], a:b].sum(axis=0)
 
     if n_workers == 1:
         full, own = run(pairs)
