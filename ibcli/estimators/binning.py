@@ -193,6 +193,11 @@ def discretize(t, edges) -> np.ndarray:
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float64)
     check_finite(arr, "t")
+    return _discretize(arr, e)
+
+
+def _discretize(arr: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """`discretize` on checked input: finite float array, checked edges."""
     n_bins = e.size - 1
     cdt = _code_dtype(n_bins)
     if e.size == 2:
@@ -426,6 +431,11 @@ def binning_information_plane(t, labels, edges) -> tuple[float, float, float]:
     if arr.shape[0] == 0:
         raise EstimatorInputError("t must hold at least one sample; got none")
     codes = discretize(arr, edges)
+    return _plane_from_codes(codes, y)
+
+
+def _plane_from_codes(codes: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """The binning plane from bin codes (N, d) and class codes y (N,) int 0..K-1."""
     ids, n_pat = pattern_ids(codes)
     counts = np.bincount(ids, minlength=n_pat)
     h_t = _entropy_from_counts(counts)

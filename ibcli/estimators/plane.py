@@ -135,13 +135,14 @@ def information_plane(
     ceiling = math.log(n)
 
     if name == "binning":
-        from .binning import binning_information_plane
+        from .binning import _check_edges, _discretize, _plane_from_codes
 
         if edges is None:
             raise EstimatorInputError(
                 "binning needs edges: pass bin_edges(values, bins) over the layer's values across all epochs"
             )
-        i_xt, i_ty, uf = binning_information_plane(arr, y, edges)
+        # t and labels are checked above: skip binning_information_plane's second check
+        i_xt, i_ty, uf = _plane_from_codes(_discretize(arr, _check_edges(edges)), y)
         n_bins = int(np.asarray(edges).size) - 1
         return [InformationPlanePoint(i_xt, i_ty, None, None,
                                       {"unique_fraction": uf, "n_bins": n_bins, "ceiling_nats": ceiling})]
