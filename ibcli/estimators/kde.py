@@ -28,9 +28,11 @@ sums) and every noise variance. float32 input is computed in float32
 (float64 input in float64); the per-row sums are accumulated in float64. Each row
 sum contains its own term exp(0) = 1, so no max-shift is needed: the exponent is
 clamped at -87 (float32; -700 for float64), which changes a sum >= 1 by less than
-N e^-87 (about 1e-34 relative). The blocks are shared out to worker threads (one per
-CPU by default), each with single-threaded kernels and its own buffers. Memory is
-O(workers * chunk_size^2 + N d), never N x N.
+N e^-87 (about 1e-34 relative). The KL kernel exp(-D/(2 s2)) is the 4th power of the
+Bhattacharyya kernel exp(-D/(8 s2)), so when both are wanted one exp serves both. The
+blocks are shared out to worker threads (one per CPU by default), each with
+single-threaded kernels and its own buffers. Memory is O(workers * chunk_size^2 + N d),
+never N x N.
 """
 
 from __future__ import annotations
