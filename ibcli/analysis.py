@@ -195,13 +195,21 @@ def run_mi(run_id: str, options: MiOptions, tracking_uri: str | None, quiet: boo
     options.validate()
     if options.method == "mine":
         _device(options.device)
-    store = Store(tracking_uri)
+    store = Store(tracking_uri, must_exist=True)
     train_run = store.find_run(run_id, stage="train")
     artifacts = store.artifacts(train_run)
     manifest = act.load_manifest(artifacts)
     notes = []
     if train_run.info.status == "RUNNING":
-        notes.append(f"train run is still RUNNING (live, or killed without cleanup): using its {len(manifest.records)} complete records")
+        live = store.is_live(train_run.info.run_id)
+        n = len(manifest.records)
+        if live:
+            notes.append(f"train run is still training (live): using the {n} complete records so far")
+        elif live is None:
+            notes.append(f"train run is still RUNNING (live, or killed without cleanup): using its {n} complete records")
+        else:
+            notes.append(f"train run is RUNNING in MLflow but no process trains it (killed without cleanup, e.g. kill -9): "
+                         f"using its {n} complete records; `ibcli train --resume {train_run.info.run_id[:8]}` continues it")
     elif train_run.info.status != "FINISHED":
         notes.append(f"train run ended {train_run.info.status}: using its {len(manifest.records)} complete records")
     if not quiet:

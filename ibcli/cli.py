@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import sys
 from contextlib import contextmanager
@@ -130,7 +131,7 @@ def train(
     log_steps: Annotated[str, typer.Option(help="Also record at optimizer steps: none, log:N[:E] (N log-spaced steps in the first E epochs), or 1,2,5.")] = "none",
     activation_dtype: Annotated[DType, typer.Option(help="dtype of stored activations.")] = DType.float32,
     grad_stats: Annotated[bool, typer.Option(help="Per-layer gradient mean/std norms and SNR each epoch.")] = True,
-    resume: Annotated[Optional[str], typer.Option(help="Continue this killed or finished train run from its last checkpoint.")] = None,
+    resume: Annotated[Optional[str], typer.Option(help="Continue this killed or finished train run from its last checkpoint, in the same MLflow run (only --epochs, --device and --data-dir may change).")] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "ibcli",
     run_name: Annotated[Optional[str], typer.Option(help="MLflow run name.")] = None,
     tracking_uri: TrackingUri = None,
@@ -140,6 +141,7 @@ def train(
     """Train a network and record every layer's activations on the probe set.
 
     Example: [bold]ibcli train --model mlp --data-dir ../shared/data --epochs 20[/]
+    (continue it later with [bold]ibcli train --resume 3f2a --epochs 40[/])
     """
     from ibcli.train_stage import run_train
 
@@ -234,6 +236,69 @@ def plot(
             stderr.print(f"wrote {path}")
 
 
+# ---------------------------------------------------------------------------- browse
+@app.command()
+def runs(
+    limit: Annotated[int, typer.Option(help="Show at most this many train runs (newest first).")] = 50,
+    tracking_uri: TrackingUri = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the runs as one JSON list on stdout.")] = False,
+):
+    """List train runs with their mi and plot runs: id, model, epochs, test accuracy, MI methods done, status.
+
+    Example: [bold]ibcli runs --limit 10[/]
+    """
+    from ibcli.browse import list_runs, print_runs
+
+    with user_errors():
+        rows = list_runs(tracking_uri, limit=limit)
+    if json_out:
+        sys.stdout.write(json.dumps(rows, default=str) + "\n")
+    else:
+        print_runs(rows)
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(help="Run id (or unique prefix) of a train, mi or plot run.")],
+    tracking_uri: TrackingUri = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the run as one JSON object on stdout.")] = False,
+):
+    """Print a run's params, metrics, artifacts and child runs.
+
+    Example: [bold]ibcli show 3f2a --json[/]
+    """
+    from ibcli.browse import describe_run, print_run
+
+    with user_errors():
+        info = describe_run(run_id, tracking_uri)
+    if json_out:
+        sys.stdout.write(json.dumps(info, default=str) + "\n")
+    else:
+        print_run(info)
+
+
+@app.command()
+def ui(
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
+    tracking_uri: TrackingUri = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the mlflow command instead of running it.")] = False,
+):
+    """Start the MLflow UI on this project's store (runs/ by default), nesting mi and plot runs under their train run.
+
+    Example: [bold]ibcli ui --port 5001[/], then open http://127.0.0.1:5001
+    """
+    from ibcli.browse import exec_ui, ui_command
+
+    with user_errors():
+        command = ui_command(tracking_uri, host, port)
+    if dry_run:
+        sys.stdout.write(shlex.join(command) + "\n")
+        return
+    stderr.print(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)", highlight=False)
+    exec_ui(command)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: usage errors become one line and exit code 2."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -245,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except typer.Abort:
         return 130
+    except SystemExit as exc:  # --show-completion, --install-completion, shell completion itself
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return rv if isinstance(rv, int) else 0
 
 

@@ -1,16 +1,19 @@
 """Datasets as in-memory tensors, and the probe set.
 
-MNIST goes through torchvision's MNIST class (its `root/MNIST/raw` layout and its
-IDX readers); the whole split is turned into one float tensor once, so the training
-loop indexes tensors and never runs a per-sample PIL transform.
+MNIST lives in torchvision's `root/MNIST/raw` layout: the four IDX files are checked
+(header, dims, size) and read here directly; torchvision's MNIST class is used only to
+download them when they are absent. The whole split is turned into one float tensor
+once, so the training loop indexes tensors and never runs a per-sample PIL transform.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ibcli.errors import UserError
@@ -59,21 +62,86 @@ def _missing_mnist_message(root: Path) -> str:
     )
 
 
-def _read_mnist_split(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    from torchvision.datasets import MNIST
+# (IDX magic number, dims) of each MNIST file: unsigned bytes, 3-d images / 1-d labels.
+MNIST_IDX = {
+    "train-images-idx3-ubyte": (0x0803, (60_000, 28, 28)),
+    "train-labels-idx1-ubyte": (0x0801, (60_000,)),
+    "t10k-images-idx3-ubyte": (0x0803, (10_000, 28, 28)),
+    "t10k-labels-idx1-ubyte": (0x0801, (10_000,)),
+}
 
+
+def check_idx_file(path: Path) -> None:
+    """Check an MNIST IDX file's header and size before it is read.
+
+    Raises:
+        UserError: unreadable file, wrong magic number or dimensions, or a size that does
+            not match the header (truncated or padded).
+    """
+    magic, dims = MNIST_IDX[path.name]
+    expected_size = 4 + 4 * len(dims) + int(np.prod(dims))
+    fix = f"replace it with an intact copy (the {path.name} of MNIST is {expected_size} bytes)"
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            header = fh.read(4 + 4 * len(dims))
+    except OSError as exc:
+        raise UserError(f"cannot read MNIST file {path} ({exc.strerror}): fix its permissions or {fix}") from None
+    if len(header) < 4 + 4 * len(dims):
+        raise UserError(f"MNIST file {path} is truncated ({size} bytes, shorter than its header): {fix}")
+    found = struct.unpack(f">{1 + len(dims)}I", header)
+    if found[0] != magic or tuple(found[1:]) != dims:
+        raise UserError(
+            f"MNIST file {path} has a corrupt header (magic {found[0]:#06x}, dims {list(found[1:])}; "
+            f"expected {magic:#06x}, {list(dims)}): {fix}"
+        )
+    if size != expected_size:
+        what = "truncated" if size < expected_size else "longer than its header says"
+        raise UserError(f"MNIST file {path} is {what} ({size} bytes, expected {expected_size}): {fix}")
+
+
+def _read_idx(path: Path) -> torch.Tensor:
+    """An IDX file already checked by `check_idx_file`, as a uint8 tensor of its dims."""
+    _, dims = MNIST_IDX[path.name]
+    values = np.fromfile(path, dtype=np.uint8, offset=4 + 4 * len(dims))
+    return torch.from_numpy(values.reshape(dims))
+
+
+def _read_mnist_split(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     raw = root / "MNIST" / "raw"
     present = all((raw / name).is_file() for name in MNIST_FILES)
+    if present:
+        # The files are there: read them directly (importing torchvision costs seconds per command).
+        for name in MNIST_FILES:
+            check_idx_file(raw / name)
+        prefix = "train" if train else "t10k"
+        return _check_split(raw, train, _read_idx(raw / f"{prefix}-images-idx3-ubyte"), _read_idx(raw / f"{prefix}-labels-idx1-ubyte"))
+
+    from torchvision.datasets import MNIST
+
+    # A failed download must not leave empty folders behind: remember which ones it creates.
+    created, d = [], raw
+    while not d.exists() and d != d.parent:
+        created.append(d)
+        d = d.parent
     try:
         dataset = MNIST(str(root), train=train, download=not present)
     except Exception as exc:  # torchvision raises RuntimeError, URLError, ValueError...
         if not present:
+            for d in created:  # innermost first; only folders the download left empty
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
             raise UserError(_missing_mnist_message(root)) from exc
         raise UserError(
             f"MNIST files in {raw} could not be read ({type(exc).__name__}: {exc}); "
             "replace them with intact copies of the four IDX files"
         ) from exc
-    images, labels = dataset.data, dataset.targets
+    return _check_split(raw, train, dataset.data, dataset.targets)
+
+
+def _check_split(raw: Path, train: bool, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     expected = 60_000 if train else 10_000
     if images.shape != (expected, 28, 28) or labels.shape != (expected,):
         raise UserError(

@@ -49,12 +49,17 @@ def load_mi_tables(store: Store, train_run, mi_run_ids: list[str]) -> pd.DataFra
 
 
 def load_training_metrics(store: Store, run_id: str) -> pd.DataFrame:
-    """Long table (epoch, key, value) of the train run's loss and accuracy."""
+    """Long table (epoch, key, value) of the train run's loss and accuracy.
+
+    A resumed run may have logged an epoch twice (after its last checkpoint, before the
+    kill); the value logged last wins.
+    """
     rows = []
     for key in TRAIN_KEYS:
-        for m in store.client.get_metric_history(run_id, key):
+        for m in sorted(store.client.get_metric_history(run_id, key), key=lambda m: m.timestamp):
             rows.append({"epoch": m.step, "key": key, "value": m.value})
-    return pd.DataFrame(rows, columns=["epoch", "key", "value"])
+    df = pd.DataFrame(rows, columns=["epoch", "key", "value"])
+    return df.drop_duplicates(["epoch", "key"], keep="last").sort_values(["key", "epoch"], ignore_index=True)
 
 
 def run_plot(run_id: str, mi_run_ids: list[str], output: Path | None, tracking_uri: str | None) -> dict:
@@ -63,7 +68,7 @@ def run_plot(run_id: str, mi_run_ids: list[str], output: Path | None, tracking_u
     Raises:
         UserError: unknown run, no mi results, unwritable output folder.
     """
-    store = Store(tracking_uri)
+    store = Store(tracking_uri, must_exist=True)
     train_run = store.find_run(run_id, stage="train")
     mi = load_mi_tables(store, train_run, mi_run_ids)
     if output is not None:

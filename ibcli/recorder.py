@@ -15,6 +15,10 @@ import numpy as np
 from ibcli import activations as act
 
 
+class NonFiniteRecord(Exception):
+    """A record's activations hold NaN or inf: training diverged; the record is not written."""
+
+
 class Recorder:
     """Queue (record, layer arrays) for writing; `close()` waits for the queue to drain."""
 
@@ -34,8 +38,17 @@ class Recorder:
         self._write_manifest()
 
     def submit(self, epoch: float, step: int, layers: dict[str, np.ndarray]) -> None:
-        """Queue one record: `layers` maps layer name -> (n_probe, width) array."""
+        """Queue one record: `layers` maps layer name -> (n_probe, width) array.
+
+        Raises:
+            NonFiniteRecord: a layer holds NaN or inf (nothing is queued: listed records stay usable).
+        """
         self._raise_if_failed()
+        for layer, matrix in layers.items():
+            if not np.isfinite(matrix).all():
+                raise NonFiniteRecord(
+                    f"layer {layer} became NaN or inf at step {step} (epoch {epoch:g}): training diverged, lower --lr"
+                )
         self._queue.put((epoch, step, layers))
 
     def close(self) -> None:

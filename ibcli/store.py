@@ -8,10 +8,13 @@ any MLflow server instead. mi and plot runs are children of their train run (MLf
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -20,6 +23,9 @@ from ibcli.errors import UserError
 STAGE_TAG = "ibcli.stage"
 PARENT_TAG = "mlflow.parentRunId"
 FAILURE_TAG = "ibcli.failure"
+# Params cannot change once logged: a resume records its new target epochs here, every end the epochs done.
+EPOCHS_TAG = "ibcli.epochs"
+EPOCHS_DONE_TAG = "ibcli.epochs_done"
 DEFAULT_EXPERIMENT = "ibcli"
 DEFAULT_STORE_DIR = Path("runs")
 
@@ -28,6 +34,15 @@ def _quiet_mlflow() -> None:
     # MLflow and alembic log INFO lines on every new SQLite store; they are noise here.
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # MLflow logs "database is locked" with a traceback before raising it; we retry those.
+    db_logger = logging.getLogger("mlflow.store.db.utils")
+    if not any(isinstance(f, _BusyFilter) for f in db_logger.filters):
+        db_logger.addFilter(_BusyFilter())
+
+
+class _BusyFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _is_busy(record.getMessage())
 
 
 def resolve_tracking_uri(cli_value: str | None = None) -> str:
@@ -40,17 +55,95 @@ def resolve_tracking_uri(cli_value: str | None = None) -> str:
     return f"sqlite:///{(DEFAULT_STORE_DIR / 'mlflow.db').resolve()}"
 
 
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a SQLite store, or None for servers."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):].split("?", 1)[0])
+    return None
+
+
 def _local_store_dir(uri: str) -> Path | None:
     """The folder of a SQLite store (`runs/` by default), or None for servers."""
-    if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///"):]).parent
-    return None
+    db = _sqlite_path(uri)
+    return db.parent if db is not None else None
+
+
+LOCK_FILE = ".ibcli.lock"
+# How long a call waits out "database is locked" from other ibcli processes on one SQLite store.
+BUSY_RETRY_SECONDS = 120.0
+
+
+@contextmanager
+def store_lock(folder: Path | None):
+    """An exclusive flock on `folder/.ibcli.lock` (no-op for servers).
+
+    Serialises what SQLite does badly when several processes do it at once: creating
+    the database (MLflow's schema migration) and creating an experiment.
+    """
+    if folder is None:
+        yield
+        return
+    import fcntl
+
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _is_busy(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "database is busy" in text or "database table is locked" in text
+
+
+class _RetryingClient:
+    """An MlflowClient whose calls wait out SQLite's "database is locked".
+
+    MLflow sets a busy timeout, but SQLite answers a write that would deadlock with
+    another process's transaction at once; such a call is rolled back whole, so it is
+    safe to repeat.
+    """
+
+    def __init__(self, client, retry_seconds: float = BUSY_RETRY_SECONDS):
+        self._client, self._retry_seconds = client, retry_seconds
+
+    def __getattr__(self, name):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args, **kwargs):
+            deadline = time.monotonic() + self._retry_seconds
+            delay = 0.05
+            while True:
+                try:
+                    return attr(*args, **kwargs)
+                except Exception as exc:
+                    if not _is_busy(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+
+        return call
 
 
 class Store:
     """An MLflow tracking store, opened lazily (importing mlflow costs seconds)."""
 
-    def __init__(self, tracking_uri: str | None = None):
+    def __init__(self, tracking_uri: str | None = None, must_exist: bool = False):
+        """Open (and for SQLite, create) the store.
+
+        Args:
+            must_exist: for commands that read runs: a missing SQLite database is a
+                UserError instead of a new empty store.
+
+        Raises:
+            UserError: the store cannot be created, opened or written.
+        """
         self.uri = resolve_tracking_uri(tracking_uri)
         from mlflow import MlflowClient
 
@@ -58,13 +151,25 @@ class Store:
 
         local = _local_store_dir(self.uri)
         if local is not None:
+            db = _sqlite_path(self.uri)
+            if must_exist and not db.is_file():
+                raise UserError(f"no ibcli store at {db}: run `ibcli train` first, or point --tracking-uri (or $MLFLOW_TRACKING_URI) at your store")
             try:
                 local.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise UserError(f"cannot create the store folder {local} ({exc.strerror}): pass --tracking-uri or fix its permissions") from exc
-            if not os.access(local, os.W_OK):
+            if not os.access(local, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
                 raise UserError(f"the store folder {local} is not writable: fix its permissions or pass --tracking-uri")
-        self.client = MlflowClient(tracking_uri=self.uri)
+        try:
+            with store_lock(local):
+                # The first call creates (and migrates) a new database: one process at a time.
+                self.client = _RetryingClient(MlflowClient(tracking_uri=self.uri))
+                self.client.search_experiments(max_results=1)
+        except OSError as exc:
+            raise UserError(f"cannot open the MLflow store {self.uri} ({exc.strerror or exc}): pass --tracking-uri or fix its permissions") from exc
+        except Exception as exc:  # MlflowException, or SQLAlchemy's own (e.g. "file is not a database")
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". See ")[0][:300]
+            raise UserError(f"cannot open the MLflow store {self.uri} ({first}): pass a valid --tracking-uri") from exc
 
     # ---- experiments and runs -------------------------------------------------
     def experiment_id(self, name: str = DEFAULT_EXPERIMENT) -> str:
@@ -76,14 +181,18 @@ class Store:
             return exp.experiment_id
         local = _local_store_dir(self.uri)
         location = str((local / "artifacts" / name).resolve()) if local is not None else None
-        try:
-            return self.client.create_experiment(name, artifact_location=location)
-        except MlflowException:
-            # Another process created it between our lookup and create.
+        with store_lock(local):
             exp = self.client.get_experiment_by_name(name)
-            if exp is None:
-                raise
-            return exp.experiment_id
+            if exp is not None:
+                return exp.experiment_id
+            try:
+                return self.client.create_experiment(name, artifact_location=location)
+            except MlflowException:
+                # Another process (without our lock, e.g. a server store) created it first.
+                exp = self.client.get_experiment_by_name(name)
+                if exp is None:
+                    raise
+                return exp.experiment_id
 
     def create_run(self, experiment: str, stage: str, run_name: str | None = None):
         """Start a top-level run tagged `ibcli.stage=stage` in experiment `experiment`."""
@@ -164,9 +273,71 @@ class Store:
             filt += f" and tags.`{STAGE_TAG}` = '{stage}'"
         return self.all_runs(filt)
 
+    # ---- which train runs are live --------------------------------------------------
+    def _run_lock_path(self, run_id: str) -> Path | None:
+        local = _local_store_dir(self.uri)
+        if local is None:
+            return None
+        (local / ".locks").mkdir(exist_ok=True)
+        return local / ".locks" / f"{run_id}.lock"
+
+    def hold_run(self, run_id: str) -> "RunLock | None":
+        """Mark `run_id` as being trained by this process until `release()` (or process death).
+
+        None for server stores, where liveness cannot be told.
+
+        Raises:
+            UserError: another process is training this run right now.
+        """
+        path = self._run_lock_path(run_id)
+        if path is None:
+            return None
+        lock = RunLock(path)
+        if not lock.acquire():
+            raise UserError(f"run {run_id} is being trained by another live process right now: wait for it, or stop it first")
+        return lock
+
+    def is_live(self, run_id: str) -> bool | None:
+        """True while a process trains `run_id`, False if none does, None if unknown (server store)."""
+        path = self._run_lock_path(run_id)
+        if path is None:
+            return None
+        lock = RunLock(path)
+        if lock.acquire():
+            lock.release()
+            return False
+        return True
+
     # ---- artifacts ---------------------------------------------------------------
     def artifacts(self, run) -> "Artifacts":
         return Artifacts(self, run.info.run_id, run.info.artifact_uri)
+
+
+class RunLock:
+    """A non-blocking flock on one file; the kernel drops it when the process dies (even kill -9)."""
+
+    def __init__(self, path: Path):
+        self.path, self.fd = path, None
+
+    def acquire(self) -> bool:
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self.fd = fd
+        return True
+
+    def release(self) -> None:
+        if self.fd is not None:
+            import fcntl
+
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
 
 
 class Artifacts:

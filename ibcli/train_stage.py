@@ -2,39 +2,43 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from dataclasses import fields
 
 from ibcli.data import default_data_dir
 from ibcli.errors import UserError
 from ibcli.progress import TrainProgress, make_progress
-from ibcli.store import Store
+from ibcli.recorder import NonFiniteRecord
+from ibcli.store import EPOCHS_DONE_TAG, EPOCHS_TAG, FAILURE_TAG, Store
 from ibcli.training import Diverged, TrainConfig, Trainer
 
 # Options a resumed run may change; everything else comes from the run's params.
-RESUMABLE = {"epochs", "device"}
+RESUMABLE = {"epochs", "device", "data_dir"}
 
 
 def _config_from_run(run, options: dict, explicit: set[str]) -> TrainConfig:
     params = run.data.params
     cfg = TrainConfig()
-    for name, default in vars(TrainConfig()).items():
-        if name not in params:
+    for f in fields(TrainConfig):
+        if f.name not in params:
             continue
-        raw = params[name]
+        raw, kind = params[f.name], str(f.type)  # e.g. "int | None" (annotations are strings here)
         if raw == "None":
             value = None
-        elif isinstance(default, bool):
+        elif kind.startswith("bool"):
             value = raw == "True"
-        elif isinstance(default, int):
+        elif kind.startswith("int"):
             value = int(raw)
-        elif isinstance(default, float) or name == "train_fraction":
+        elif kind.startswith("float"):
             value = float(raw)
         else:
             value = raw
-        setattr(cfg, name, value)
+        setattr(cfg, f.name, value)
     bad = sorted(explicit - RESUMABLE - {"resume", "tracking_uri", "json_out", "quiet", "run_name"})
     if bad:
-        raise UserError(f"--resume continues a run with its own settings; only --epochs and --device may change (got --{bad[0].replace('_', '-')})")
+        raise UserError(f"--resume continues a run with its own settings; only --epochs, --device and --data-dir may change (got --{bad[0].replace('_', '-')})")
     for name in RESUMABLE & explicit:
         setattr(cfg, name, options[name])
     return cfg
@@ -45,7 +49,9 @@ def run_train(options: dict, explicit: set[str], resume: str | None, run_name: s
     """Train (or resume) one run; returns the JSON summary.
 
     The run ends FINISHED, KILLED (SIGINT/SIGTERM: completed records are kept), or
-    FAILED with the reason in the `ibcli.failure` tag.
+    FAILED with the reason in the `ibcli.failure` tag. While it trains, the process
+    holds the run's lock in the store (`Store.hold_run`), so `ibcli mi` can tell a
+    live run from one killed with -9, and two processes never train one run.
 
     Raises:
         UserError: bad options or data, unknown run, divergence.
@@ -53,9 +59,11 @@ def run_train(options: dict, explicit: set[str], resume: str | None, run_name: s
     store = None
     run = None
     if resume:
-        store = Store(tracking_uri)
+        store = Store(tracking_uri, must_exist=True)
         run = store.find_run(resume, stage="train")
         cfg = _config_from_run(run, options, explicit)
+        if not store.artifacts(run).list("checkpoints"):
+            raise UserError(f"run {run.info.run_id} has no checkpoint to resume from (it ended before its first epoch): start a new run instead")
     else:
         if options.get("data_dir") is None:
             options["data_dir"] = str(default_data_dir())
@@ -65,42 +73,93 @@ def run_train(options: dict, explicit: set[str], resume: str | None, run_name: s
     progress = make_progress(quiet)
     trainer = Trainer(cfg, TrainProgress(progress))
     store = store or Store(tracking_uri)
+    lock = None
+    if run is not None:
+        # Checks that leave the run as it was: a mistake in `--resume` must not mark a good run FAILED.
+        lock = store.hold_run(run.info.run_id)
+        try:
+            trainer.resume_from(store, run)
+        except BaseException:
+            _release(lock)
+            trainer.close()
+            raise
+        if trainer.state.epoch >= trainer.cfg.epochs:
+            _release(lock)
+            trainer.close()
+            raise UserError(
+                f"run {run.info.run_id} has already trained {trainer.state.epoch} epochs: "
+                f"pass --epochs N with N > {trainer.state.epoch} to train it further"
+            )
+        store.client.update_run(run.info.run_id, status="RUNNING")
+        if FAILURE_TAG in run.data.tags:
+            store.client.delete_tag(run.info.run_id, FAILURE_TAG)
+        store.client.set_tag(run.info.run_id, EPOCHS_TAG, str(trainer.cfg.epochs))
     t0 = time.perf_counter()
     status, reason = "FINISHED", None
     with progress:
         try:
             if run is None:
                 trainer.start(store, run_name)
-            else:
-                if trainer.cfg.epochs <= 0:
-                    raise UserError("--epochs must be positive")
-                trainer.resume_from(store, run)
-                store.client.update_run(run.info.run_id, status="RUNNING")
+                lock = store.hold_run(trainer.run.info.run_id)
             trainer.train()
         except KeyboardInterrupt:
             status, reason = "KILLED", "interrupted by SIGINT/SIGTERM"
-        except Diverged as exc:
+        except (Diverged, NonFiniteRecord) as exc:
             status, reason = "FAILED", str(exc)
         except UserError as exc:
             status, reason = "FAILED", str(exc)
-            _end(trainer, store, status, reason)
+            _end(trainer, store, status, reason, lock)
             raise
         except BaseException as exc:
             status, reason = "FAILED", f"{type(exc).__name__}: {exc}"
-            _end(trainer, store, status, reason)
+            _end(trainer, store, status, reason, lock)
             raise
-    _end(trainer, store, status, reason)
+    _end(trainer, store, status, reason, lock)
     if status == "FAILED":
-        raise UserError(f"{reason}; run {trainer.run.info.run_id} is marked FAILED, its earlier records stay usable")
+        n = len(trainer.recorder.manifest.records) if trainer.recorder else 0
+        raise UserError(
+            f"{reason}; run {trainer.run.info.run_id} is marked FAILED, "
+            f"its {n} complete records stay usable by `ibcli mi {trainer.run.info.run_id[:8]}`"
+        )
     summary = trainer.summary()
     summary.update(status=status, seconds=round(time.perf_counter() - t0, 2))
     return summary
 
 
-def _end(trainer: Trainer, store: Store, status: str, reason: str | None) -> None:
-    """Write what is queued, then end the MLflow run (if it was created)."""
+def _release(lock) -> None:
+    if lock is not None:
+        lock.release()
+
+
+def _end(trainer: Trainer, store: Store, status: str, reason: str | None, lock=None) -> None:
+    """Write what is queued, then end the MLflow run (if it was created).
+
+    SIGINT/SIGTERM are held off meanwhile: a second Ctrl-C must not leave the run RUNNING
+    with half its queued records written.
+    """
+    handlers = _hold_signals()
     try:
-        trainer.close()
+        try:
+            trainer.close()
+        finally:
+            if trainer.run is not None:
+                store.client.set_tag(trainer.run.info.run_id, EPOCHS_DONE_TAG, str(trainer.state.epoch))
+                store.finish(trainer.run.info.run_id, status, reason)
     finally:
-        if trainer.run is not None:
-            store.finish(trainer.run.info.run_id, status, reason)
+        _release(lock)
+        _restore_signals(handlers)
+
+
+def _hold_signals() -> dict:
+    """Ignore SIGINT/SIGTERM (main thread only); returns the handlers to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    held = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        held[sig] = signal.signal(sig, signal.SIG_IGN)
+    return held
+
+
+def _restore_signals(handlers: dict) -> None:
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)

@@ -1,0 +1,309 @@
+"""Bad input: one line on stderr naming the problem and the fix, exit code 2, no traceback,
+and nothing left in the store that looks like a good run.
+
+Most cases need no training: runs without activations, mi/plot runs and ambiguous ids are
+made directly in a store with MlflowClient.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conftest import SHARED_DATA, run_cli
+
+from ibcli.store import FAILURE_TAG, Store
+
+MNIST_RAW = SHARED_DATA / "MNIST" / "raw"
+SMALL = ["--train-fraction", "0.01", "--probe-size", "50", "--epochs", "1", "--quiet"]
+
+
+def one_line(code: int, err: str, *words: str) -> str:
+    """Assert exit code 2 and exactly one stderr line holding `words`; return the line."""
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"expected one line, got {len(lines)}:\n{err}"
+    assert code == 2, (code, err)
+    line = lines[0]
+    assert line.startswith("error: "), line
+    for word in words:
+        assert word.lower() in line.lower(), (word, line)
+    return line
+
+
+def no_good_runs(db) -> None:
+    """The store at `db` is absent, or every run in it is FAILED with the reason in `ibcli.failure`."""
+    if not os.path.exists(db):
+        return
+    store = Store(f"sqlite:///{db}")
+    for run in store.all_runs():
+        assert run.info.status == "FAILED", (run.info.run_id, run.info.status)
+        assert run.data.tags.get(FAILURE_TAG), run.info.run_id
+
+
+# ------------------------------------------------------------------ a store without training
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A store holding: a train run with no activations, an mi child and a plot child of it,
+    a train run with no children, and train runs until two of them share a first character (for an ambiguous prefix)."""
+    root = tmp_path_factory.mktemp("bad-store")
+    uri = f"sqlite:///{root}/runs/mlflow.db"
+    s = Store(uri)
+    bare = s.create_run("ibcli", "train", run_name="no-activations")
+    s.log_params(bare.info.run_id, {"model": "mlp", "activation": "tanh", "epochs": 2})
+    s.finish(bare.info.run_id)
+    mi = s.create_child_run(bare, "mi", run_name="mi-binning")
+    s.log_params(mi.info.run_id, {"method": "binning"})
+    s.finish(mi.info.run_id)
+    plot = s.create_child_run(bare, "plot", run_name="plot")
+    s.finish(plot.info.run_id)
+    lonely = s.create_run("ibcli", "train", run_name="no-mi-yet")
+    s.finish(lonely.info.run_id)
+    firsts: dict[str, str] = {}
+    ambiguous = None
+    while ambiguous is None:
+        r = s.create_run("ibcli", "train")
+        s.finish(r.info.run_id)
+        c = r.info.run_id[0]
+        ambiguous = c if c in firsts else None
+        firsts[c] = r.info.run_id
+    ids = {"bare": bare.info.run_id, "mi": mi.info.run_id, "plot": plot.info.run_id, "ambiguous": ambiguous,
+           "lonely": lonely.info.run_id}
+    return {"uri": uri, "ids": ids, "known": {r.info.run_id for r in s.all_runs()}}
+
+
+def no_new_good_runs(store) -> None:
+    """Nothing but FAILED runs (with a reason) was added to the module store."""
+    for r in Store(store["uri"]).all_runs():
+        if r.info.run_id not in store["known"]:
+            assert r.info.status == "FAILED" and r.data.tags.get(FAILURE_TAG), r.info.run_id
+
+
+@pytest.fixture
+def mnist_broken(tmp_path):
+    """A data dir whose MNIST/raw links to the real files; tests replace one with a broken copy."""
+    if not (MNIST_RAW / "train-images-idx3-ubyte").is_file():
+        pytest.skip(f"real MNIST not found under {SHARED_DATA}")
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in MNIST_RAW.iterdir():
+        (raw / f.name).symlink_to(f)
+
+    def replace(name: str, content: bytes) -> os.PathLike:
+        (raw / name).unlink()
+        (raw / name).write_bytes(content)
+        return tmp_path / "data"
+
+    return replace
+
+
+# ------------------------------------------------------------------ unknown choices (Typer)
+@pytest.mark.parametrize("option,value,choices", [
+    ("--model", "resnet", "mlp"),
+    ("--activation", "gelu", "tanh"),
+    ("--optimizer", "rmsprop", "adam"),
+])
+def test_unknown_train_choice(store_env, capsys, option, value, choices):
+    code, _, err = run_cli(["train", option, value], capsys)
+    one_line(code, err, option, value, choices, "--help")
+    assert not (store_env / "runs").exists()
+
+
+def test_unknown_method(store, capsys):
+    code, _, err = run_cli(["mi", store["ids"]["bare"], "--method", "histogram", "--tracking-uri", store["uri"]], capsys)
+    one_line(code, err, "--method", "histogram", "binning", "kde")
+    no_new_good_runs(store)
+
+
+def test_unknown_option_and_missing_argument(store_env, capsys):
+    code, _, err = run_cli(["train", "--epoch", "3"], capsys)
+    one_line(code, err, "--epoch", "--help")
+    code, _, err = run_cli(["mi"], capsys)
+    one_line(code, err, "RUN_ID", "--help")
+
+
+# ------------------------------------------------------------------ numbers out of range
+@pytest.mark.parametrize("option,value", [
+    ("--epochs", "0"), ("--epochs", "-3"), ("--lr", "0"), ("--lr", "-0.1"), ("--lr", "nan"),
+    ("--batch-size", "0"), ("--batch-size", "-8"),
+])
+def test_train_number_out_of_range(store_env, capsys, option, value):
+    code, _, err = run_cli(["train", option, value, "--data-dir", SHARED_DATA, "--quiet"], capsys)
+    one_line(code, err, option, "must be")
+    assert not (store_env / "runs").exists()
+
+
+@pytest.mark.parametrize("option,value", [("--bins", "0"), ("--bins", "-5"), ("--k", "0"), ("--k", "-1")])
+def test_mi_number_out_of_range(store, capsys, option, value):
+    code, _, err = run_cli(["mi", store["ids"]["bare"], option, value, "--method", "kraskov" if option == "--k" else "binning",
+                            "--tracking-uri", store["uri"]], capsys)
+    one_line(code, err, option, "at least 1")
+    no_new_good_runs(store)
+
+
+def test_probe_size_larger_than_split(store_env, capsys, mnist_dir):
+    code, _, err = run_cli(["train", "--data-dir", mnist_dir, "--probe-size", "20000", "--train-fraction", "0.01",
+                            "--quiet"], capsys)
+    one_line(code, err, "--probe-size 20000", "larger than the test split", "at most 10000")
+    assert not (store_env / "runs").exists()
+
+
+# ------------------------------------------------------------------ data
+def test_data_dir_missing(store_env, capsys, tmp_path):
+    missing = tmp_path / "nowhere" / "data"
+    code, _, err = run_cli(["train", "--data-dir", missing, *SMALL], capsys)
+    one_line(code, err, "MNIST not found", str(missing / "MNIST" / "raw"), "--data-dir")
+    assert not (tmp_path / "nowhere").exists()  # a failed download leaves no empty folders
+    assert not (store_env / "runs").exists()
+
+
+def test_data_dir_is_a_file(store_env, capsys, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    code, _, err = run_cli(["train", "--data-dir", tmp_path / "afile", *SMALL], capsys)
+    one_line(code, err, "not a directory", "--data-dir")
+
+
+def test_idx_truncated(store_env, capsys, mnist_broken):
+    head = (MNIST_RAW / "train-images-idx3-ubyte").read_bytes()[:1_000_000]
+    data = mnist_broken("train-images-idx3-ubyte", head)
+    code, _, err = run_cli(["train", "--data-dir", data, *SMALL], capsys)
+    one_line(code, err, "train-images-idx3-ubyte", "truncated", "1000000 bytes", "47040016", "intact copy")
+    assert not (store_env / "runs").exists()
+
+
+def test_idx_garbage_header(store_env, capsys, mnist_broken):
+    good = (MNIST_RAW / "t10k-labels-idx1-ubyte").read_bytes()
+    data = mnist_broken("t10k-labels-idx1-ubyte", b"garbage!" + good[8:])
+    code, _, err = run_cli(["train", "--data-dir", data, *SMALL], capsys)
+    one_line(code, err, "t10k-labels-idx1-ubyte", "corrupt header", "intact copy")
+    assert not (store_env / "runs").exists()
+
+
+def test_idx_empty_file(store_env, capsys, mnist_broken):
+    data = mnist_broken("train-labels-idx1-ubyte", b"")
+    code, _, err = run_cli(["train", "--data-dir", data, *SMALL], capsys)
+    one_line(code, err, "train-labels-idx1-ubyte", "truncated", "0 bytes", "intact copy")
+
+
+def test_idx_labels_out_of_range(store_env, capsys, mnist_broken):
+    good = bytearray((MNIST_RAW / "t10k-labels-idx1-ubyte").read_bytes())
+    good[8:18] = bytes([200] * 10)
+    data = mnist_broken("t10k-labels-idx1-ubyte", bytes(good))
+    code, _, err = run_cli(["train", "--data-dir", data, *SMALL], capsys)
+    one_line(code, err, "labels", "outside 0..9", "corrupt")
+    assert not (store_env / "runs").exists()
+
+
+# ------------------------------------------------------------------ run ids
+@pytest.mark.parametrize("command", [["mi"], ["plot"], ["show"], ["train", "--resume"]])
+def test_unknown_run_id(store, capsys, command):
+    code, _, err = run_cli([*command, "feedbeef", "--tracking-uri", store["uri"]], capsys)
+    one_line(code, err, "no run with id 'feedbeef'", "ibcli runs")
+    no_new_good_runs(store)
+
+
+@pytest.mark.parametrize("command", [["mi"], ["plot"], ["show"], ["train", "--resume"]])
+def test_ambiguous_run_id(store, capsys, command):
+    prefix = store["ids"]["ambiguous"]
+    code, _, err = run_cli([*command, prefix, "--tracking-uri", store["uri"]], capsys)
+    one_line(code, err, f"prefix '{prefix}' is ambiguous", "more characters")
+    no_new_good_runs(store)
+
+
+@pytest.mark.parametrize("command,kind", [(["mi"], "mi"), (["mi"], "plot"), (["plot"], "mi"), (["train", "--resume"], "plot")])
+def test_child_run_where_train_run_needed(store, capsys, command, kind):
+    code, _, err = run_cli([*command, store["ids"][kind][:10], "--tracking-uri", store["uri"]], capsys)
+    one_line(code, err, f"is a {kind} run", "a train run is needed", f"its train run is {store['ids']['bare']}")
+    no_new_good_runs(store)
+
+
+def test_plot_mi_run_without_table(store, capsys):
+    code, _, err = run_cli(["plot", store["ids"]["bare"], "--tracking-uri", store["uri"]], capsys)
+    one_line(code, err, "has no mi.parquet")
+    no_new_good_runs(store)
+
+
+def test_train_run_without_activations(store, capsys):
+    code, _, err = run_cli(["mi", store["ids"]["bare"], "--tracking-uri", store["uri"]], capsys)
+    one_line(code, err, "no recorded activations", "manifest.json", "--log-epochs")
+    no_new_good_runs(store)
+
+
+def test_plot_without_mi_results(store, capsys):
+    code, _, err = run_cli(["plot", store["ids"]["lonely"], "--tracking-uri", store["uri"]], capsys)
+    one_line(code, err, "no finished mi results", "ibcli mi")
+    no_new_good_runs(store)
+
+
+def test_resume_without_checkpoint_leaves_the_run_alone(store, capsys):
+    bare = store["ids"]["bare"]
+    code, _, err = run_cli(["train", "--resume", bare, "--tracking-uri", store["uri"]], capsys)
+    one_line(code, err, "no checkpoint")
+    run = Store(store["uri"]).find_run(bare)
+    assert run.info.status == "FINISHED" and FAILURE_TAG not in run.data.tags
+
+
+def test_resume_with_changed_setting(store, capsys):
+    code, _, err = run_cli(["train", "--resume", store["ids"]["bare"], "--lr", "0.1", "--tracking-uri", store["uri"]], capsys)
+    one_line(code, err, "only --epochs, --device and --data-dir may change", "--lr")
+
+
+# ------------------------------------------------------------------ device and store
+def test_device_cuda_without_gpu(store_env, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is visible here")
+    code, _, err = run_cli(["train", "--device", "cuda", "--data-dir", SHARED_DATA, *SMALL], capsys)
+    one_line(code, err, "--device cuda", "no CUDA GPU", "--device cpu")
+    assert not (store_env / "runs").exists()
+
+
+def test_mi_device_cuda_without_gpu(store, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is visible here")
+    code, _, err = run_cli(["mi", store["ids"]["bare"], "--method", "mine", "--device", "cuda",
+                            "--tracking-uri", store["uri"]], capsys)
+    one_line(code, err, "--device cuda", "no CUDA GPU")
+
+
+def test_store_folder_cannot_be_created(tmp_path, capsys, mnist_dir):
+    (tmp_path / "plain-file").write_text("not a folder")
+    uri = f"sqlite:///{tmp_path}/plain-file/runs/mlflow.db"
+    code, _, err = run_cli(["train", "--data-dir", mnist_dir, *SMALL, "--tracking-uri", uri], capsys)
+    one_line(code, err, "cannot create the store folder", "--tracking-uri")
+    assert (tmp_path / "plain-file").read_text() == "not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders anyway")
+def test_store_folder_read_only(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        code, _, err = run_cli(["train", "--data-dir", SHARED_DATA, *SMALL, "--tracking-uri", f"sqlite:///{ro}/runs/mlflow.db"], capsys)
+        one_line(code, err, "store folder", "--tracking-uri")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_store_database_corrupt(tmp_path, capsys):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "mlflow.db").write_bytes(b"this is not a sqlite database" * 100)
+    code, _, err = run_cli(["runs", "--tracking-uri", f"sqlite:///{tmp_path}/runs/mlflow.db"], capsys)
+    one_line(code, err, "cannot open the MLflow store", "--tracking-uri")
+
+
+def test_tracking_uri_unknown_scheme(store_env, capsys):
+    code, _, err = run_cli(["runs", "--tracking-uri", "nosuchscheme://host/x"], capsys)
+    one_line(code, err, "cannot open the MLflow store nosuchscheme://host/x", "--tracking-uri")
+
+
+@pytest.mark.parametrize("command", [["mi", "abc"], ["plot", "abc"], ["runs"], ["show", "abc"], ["ui"]])
+def test_no_store_yet(store_env, capsys, command):
+    code, _, err = run_cli(command, capsys)
+    one_line(code, err, "no ibcli store at", "ibcli train", "--tracking-uri")
+    assert not (store_env / "runs").exists()  # reading commands create no store
