@@ -5,6 +5,7 @@ BIN     := $(VENV)/bin
 DATA    ?= ../shared/data
 EPOCHS  ?= 20
 STAMP   := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: install test run bench reproduce-tishby reproduce-saxe ui clean
 
@@ -28,6 +29,16 @@ run: $(STAMP)
 	$(BIN)/ibcli mi $$id --method kde --quiet; \
 	$(BIN)/ibcli plot $$id --output figures/mlp; \
 	echo "train run $$id: figures in figures/mlp, browse with: make ui"
+
+# Speed figures against their targets (benchmarks/README.md): about 5 minutes on 2 cores.
+bench: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/bench.py --data-dir $(DATA)
+
+# The bench extra (infomeasure, the KSG reference) goes into the same venv.
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]' 2>&1 | grep -v '^WARNING: Location' || true
+	$(BIN)/python -c "import infomeasure"
+	touch $(BENCH_STAMP)
 
 ui: $(STAMP)
 	$(BIN)/ibcli ui

@@ -21,9 +21,16 @@ Conventions:
 
 - The standard deviation is the *population* one (ddof=0, divide by the number of
   mini-batches B), as ``np.std`` in the paper's code (github.com/ravidziv/IDNNs).
-- Accumulation uses Welford's update per element in float64, on the parameters'
-  device, with in-place torch ops: no host transfer per batch. ``summary()`` syncs
-  once (a few ``.item()`` calls per layer).
+- Accumulation is in float64, on the parameters' device, with in-place torch ops
+  and no host transfer per batch: per parameter the sum of the gradients (a vector)
+  and the sum of their squared norms (a scalar), since ||std||^2 = sum of the
+  per-element variances = (1/B) sum_b ||g_b||^2 - ||mean||^2. Three passes over the
+  gradient per batch (cast into a reused float64 buffer, add, dot) instead of
+  Welford's five with two fresh allocations: the statistics cost about 1/10 of a
+  batch of the default MLP on a CPU instead of as much as the batch itself. The
+  subtraction loses about log10(B (1 + SNR^2)) of float64's 16 digits: at SNR 1000
+  over 469 batches the std norm is still right to 1e-7 relative (measured).
+  ``summary()`` syncs once (a few ``.item()`` calls per layer).
 - A layer given as a list of parameters (e.g. ``[weight, bias]``) is treated as the
   one vector of all their elements: norms are taken over the concatenation. Pass
   ``[layer.weight]`` (or the weight alone) for the paper's weights-only statistics.
@@ -69,6 +76,7 @@ class GradientStats:
                         f"layer {name!r}: expected torch tensors/Parameters, got {type(p).__name__}"
                     )
             self._layers[str(name)] = plist
+        self._scratch: dict[tuple[str, int], torch.Tensor] = {}  # float64 copies of the grads, reused
         self.reset()
 
     @property
@@ -84,12 +92,13 @@ class GradientStats:
     def reset(self) -> None:
         """Forget all accumulated gradients (call at the start of each epoch)."""
         self._count = 0
-        # Per layer, per parameter: (mean, m2) float64 tensors, created lazily on the
-        # gradient's device at the first update.
-        self._mean: dict[str, list[torch.Tensor | None]] = {
+        # Per layer, per parameter: the float64 sum of the gradients (parameter's
+        # shape) and of their squared norms (0-d), created lazily on the gradient's
+        # device at the first update.
+        self._sum: dict[str, list[torch.Tensor | None]] = {
             name: [None] * len(ps) for name, ps in self._layers.items()
         }
-        self._m2: dict[str, list[torch.Tensor | None]] = {
+        self._sq: dict[str, list[torch.Tensor | None]] = {
             name: [None] * len(ps) for name, ps in self._layers.items()
         }
 
@@ -102,7 +111,7 @@ class GradientStats:
         ``.grad`` is ``None`` (it did not take part in this loss) counts as a zero
         gradient for this batch.
 
-        Cost: a few elementwise float64 ops per parameter element, on its device.
+        Cost: three float64 passes per parameter element (cast, add, dot), on its device.
 
         Raises:
             RuntimeError: no tracked parameter has a gradient (``update()`` called
@@ -113,24 +122,21 @@ class GradientStats:
                 "GradientStats.update(): no tracked parameter has a .grad; call it after loss.backward()"
             )
         self._count += 1
-        inv_n = 1.0 / self._count
         for name, ps in self._layers.items():
-            means, m2s = self._mean[name], self._m2[name]
+            sums, sqs = self._sum[name], self._sq[name]
             for i, p in enumerate(ps):
+                if sums[i] is None:
+                    sums[i] = torch.zeros(p.shape, dtype=torch.float64, device=p.device)
+                    sqs[i] = torch.zeros((), dtype=torch.float64, device=p.device)
                 if p.grad is None:
-                    g = torch.zeros(p.shape, dtype=torch.float64, device=p.device)
-                else:
-                    g = p.grad.detach().to(dtype=torch.float64, copy=True)
-                if means[i] is None:
-                    # First batch of this epoch: mean so far is zero for 0 previous
-                    # batches; the Welford step below then sets mean = g, m2 = 0.
-                    means[i] = torch.zeros_like(g)
-                    m2s[i] = torch.zeros_like(g)
-                mean, m2 = means[i], m2s[i]
-                delta = g - mean  # g - mean_{n-1}
-                mean.add_(delta, alpha=inv_n)  # mean_n
-                g.sub_(mean)  # g - mean_n
-                m2.addcmul_(delta, g)  # m2_n = m2_{n-1} + (g - mean_{n-1})(g - mean_n)
+                    continue  # a zero gradient adds nothing to either sum
+                g = self._scratch.get((name, i))
+                if g is None or g.shape != p.shape or g.device != p.grad.device:
+                    g = self._scratch[(name, i)] = torch.empty(p.shape, dtype=torch.float64, device=p.grad.device)
+                g.copy_(p.grad)  # exact float64 copy of the (float32) gradient
+                sums[i].add_(g)
+                flat = g.view(-1)
+                sqs[i].add_(torch.dot(flat, flat))
 
     @torch.no_grad()
     def summary(self) -> list[dict]:
@@ -162,11 +168,13 @@ class GradientStats:
                 mean_norm = std_norm = snr = math.nan
             else:
                 mean_sq = 0.0
-                var_sum = 0.0
-                for mean, m2 in zip(self._mean[name], self._m2[name]):
-                    mean_sq += float(mean.square().sum())
-                    # ||std||^2 = sum of per-element variances; clamp rounding below 0.
-                    var_sum += float(m2.clamp_min(0.0).sum()) / n
+                sq_mean = 0.0
+                for total, sq in zip(self._sum[name], self._sq[name]):
+                    mean_sq += float((total / n).square().sum())  # ||mean||^2
+                    sq_mean += float(sq) / n  # (1/B) sum_b ||g_b||^2
+                # ||std||^2 = sum of per-element variances; clamp rounding below 0
+                # (one batch has no spread at all).
+                var_sum = max(sq_mean - mean_sq, 0.0) if n > 1 else 0.0
                 mean_norm = math.sqrt(mean_sq)
                 std_norm = math.sqrt(var_sum)
                 if std_norm > 0.0:
