@@ -19,12 +19,15 @@
 
 Neighbour search
 ----------------
-`neighbours="kdtree"`: scipy's cKDTree with p=inf (fast in low dimension);
-`neighbours="brute"`: every pair, in row blocks, O(N * d) extra memory, with numba
-kernels that stop scanning a pair's coordinates as soon as the pair is known to be
-too far (exact pruning, no approximation); without numba, torch.cdist(p=inf) in row
-blocks (memory bounded by `_BRUTE_BLOCK_BYTES`). `"auto"` uses the kd-tree when the
-searched space has at most `KDTREE_MAX_DIM` coordinates, brute force otherwise.
+`neighbours="kdtree"`: scipy's cKDTree with p=inf (fast in low dimension).
+`neighbours="brute"`: every pair. With numba (compiled on first use, then cached on
+disk): parallel kernels over tiles of rows, O(N d) memory, that stop scanning a
+pair's coordinates as soon as the pair is known to be too far (exact pruning, no
+approximation); constant columns are dropped and the widest columns scanned first.
+Without numba: torch.cdist(p=inf) over row blocks, memory bounded by
+`_BRUTE_BLOCK_BYTES` (same results, several times slower). `"auto"` uses the
+kd-tree in low dimension (`KDTREE_MAX_DIM_KNN`, `KDTREE_MAX_DIM_COUNT`), brute
+force above.
 
 Every path converts the data to float64 (exact for float32 input), computes a
 distance as max_t |a_t - b_t| in float64, and decides "strictly closer than eps"
@@ -37,19 +40,26 @@ the result is finite.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 from scipy.special import digamma
 
 from .errors import EstimatorInputError
 
-__all__ = ["ksg_mi", "ksg_mixed_mi", "ksg_entropy", "KDTREE_MAX_DIM", "NEIGHBOURS"]
+__all__ = ["ksg_mi", "ksg_mixed_mi", "ksg_entropy", "NEIGHBOURS"]
 
 NEIGHBOURS = ("auto", "kdtree", "brute")
-# "auto": kd-tree up to this many coordinates in the space searched, brute above.
-KDTREE_MAX_DIM = 10
+# "auto": kd-tree for the k-th-neighbour search in up to this many coordinates, and
+# for the "strictly closer than eps" counts in up to KDTREE_MAX_DIM_COUNT (the radii
+# come from the joint space, so the balls are large and trees lose sooner); brute
+# force above. Crossovers measured on 2 cores at N = 5 000 and 10 000.
+KDTREE_MAX_DIM_KNN = 12
+KDTREE_MAX_DIM_COUNT = 3
 # Memory bound of one block of the torch fallback's distance matrix (bytes).
 _BRUTE_BLOCK_BYTES = 256 * 2**20
+# Rows per tile of the numba kernels.
+_TILE_ROWS = 32
 
 
 # ---------------------------------------------------------------------------
@@ -99,8 +109,8 @@ def _standardize(a: np.ndarray) -> np.ndarray:
     return (a - a.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 
 
-def _use_kdtree(neighbours: str, dim: int) -> bool:
-    return neighbours == "kdtree" or (neighbours == "auto" and dim <= KDTREE_MAX_DIM)
+def _use_kdtree(neighbours: str, dim: int, max_dim: int) -> bool:
+    return neighbours == "kdtree" or (neighbours == "auto" and dim <= max_dim)
 
 
 # ---------------------------------------------------------------------------
@@ -134,6 +144,9 @@ def _count_kdtree(a: np.ndarray, r: np.ndarray) -> np.ndarray:
 
 
 _NUMBA_KERNELS = None  # (kth, count) once compiled; False when numba is unavailable
+# One parallel kernel at a time: numba's workqueue threading layer (the one used when
+# neither OpenMP nor TBB is there) aborts the process on concurrent launches.
+_KERNEL_LOCK = threading.Lock()
 
 
 def _numba_kernels():
@@ -146,43 +159,50 @@ def _numba_kernels():
             _NUMBA_KERNELS = False
             return None
 
+        # Rows are processed in tiles of `ti`: each row j read from memory serves the
+        # whole tile while it is in cache (about 2x faster than row by row).
         @njit(parallel=True, cache=True)
-        def kth_kernel(z, k, out):  # pragma: no cover - compiled
+        def kth_kernel(z, k, ti, out):  # pragma: no cover - compiled
             n, d = z.shape
-            for i in prange(n):
-                best = np.full(k, np.inf)  # the k smallest distances so far, ascending
+            for tile in prange((n + ti - 1) // ti):
+                i0 = tile * ti
+                m = min(n, i0 + ti) - i0
+                best = np.full((m, k), np.inf)  # per row: the k smallest distances, ascending
                 for j in range(n):
-                    if j == i:
-                        continue
-                    thr = best[k - 1]
-                    dist = 0.0
-                    for t in range(d):
-                        v = abs(z[i, t] - z[j, t])
-                        if v > dist:
-                            dist = v
-                            if dist >= thr:  # cannot enter the k smallest: stop
-                                break
-                    if dist < thr:
-                        p = k - 1
-                        while p > 0 and best[p - 1] > dist:
-                            best[p] = best[p - 1]
-                            p -= 1
-                        best[p] = dist
-                out[i] = best[k - 1]
+                    for ii in range(m):
+                        i = i0 + ii
+                        if j == i:
+                            continue
+                        thr = best[ii, k - 1]
+                        dist = 0.0
+                        for t in range(d):
+                            v = abs(z[i, t] - z[j, t])
+                            if v > dist:
+                                dist = v
+                                if dist >= thr:  # cannot enter the k smallest: stop
+                                    break
+                        if dist < thr:
+                            p = k - 1
+                            while p > 0 and best[ii, p - 1] > dist:
+                                best[ii, p] = best[ii, p - 1]
+                                p -= 1
+                            best[ii, p] = dist
+                for ii in range(m):
+                    out[i0 + ii] = best[ii, k - 1]
 
         @njit(parallel=True, cache=True)
-        def count_kernel(a, r, span, out):  # pragma: no cover - compiled
+        def count_kernel(a, r, span, ti, out):  # pragma: no cover - compiled
             n, d = a.shape
-            for i in prange(n):
-                ri = r[i]
-                if ri <= 0.0:
+            for tile in prange((n + ti - 1) // ti):
+                i0 = tile * ti
+                i1 = min(n, i0 + ti)
+                for i in range(i0, i1):
                     out[i] = 0
-                elif ri > span:  # every pair is closer than ri
-                    out[i] = n - 1
-                else:
-                    c = 0
-                    for j in range(n):
-                        if j == i:
+                for j in range(n):
+                    for i in range(i0, i1):
+                        ri = r[i]
+                        # ri <= 0: nothing is closer; ri > span: everything is (set below)
+                        if j == i or ri <= 0.0 or ri > span:
                             continue
                         inside = True
                         for t in range(d):
@@ -190,8 +210,10 @@ def _numba_kernels():
                                 inside = False
                                 break
                         if inside:
-                            c += 1
-                    out[i] = c
+                            out[i] += 1
+                for i in range(i0, i1):
+                    if r[i] > span:
+                        out[i] = n - 1
 
         _NUMBA_KERNELS = (kth_kernel, count_kernel)
     return _NUMBA_KERNELS or None
@@ -225,7 +247,8 @@ def _kth_brute(z: np.ndarray, k: int) -> np.ndarray:
     kernels = _numba_kernels()
     out = np.empty(z.shape[0], dtype=np.float64)
     if kernels is not None:
-        kernels[0](z, k, out)
+        with _KERNEL_LOCK:
+            kernels[0](z, k, _TILE_ROWS, out)
         return out
     import torch
 
@@ -246,7 +269,8 @@ def _count_brute(a: np.ndarray, r: np.ndarray) -> np.ndarray:
     kernels = _numba_kernels()
     out = np.empty(a.shape[0], dtype=np.int64)
     if kernels is not None:
-        kernels[1](a, r, _span(a), out)
+        with _KERNEL_LOCK:
+            kernels[1](a, r, _span(a), _TILE_ROWS, out)
         return out
     import torch
 
@@ -263,11 +287,13 @@ def _count_brute(a: np.ndarray, r: np.ndarray) -> np.ndarray:
 
 
 def _kth(z: np.ndarray, k: int, neighbours: str) -> np.ndarray:
-    return _kth_kdtree(z, k) if _use_kdtree(neighbours, z.shape[1]) else _kth_brute(z, k)
+    return _kth_kdtree(z, k) if _use_kdtree(neighbours, z.shape[1], KDTREE_MAX_DIM_KNN) else _kth_brute(z, k)
 
 
 def _count(a: np.ndarray, r: np.ndarray, neighbours: str) -> np.ndarray:
-    return _count_kdtree(a, r) if _use_kdtree(neighbours, a.shape[1]) else _count_brute(a, r)
+    if _use_kdtree(neighbours, a.shape[1], KDTREE_MAX_DIM_COUNT):
+        return _count_kdtree(a, r)
+    return _count_brute(a, r)
 
 
 # ---------------------------------------------------------------------------
@@ -282,8 +308,8 @@ def ksg_mi(x, y, k: int = 3, *, neighbours: str = "auto", standardize: bool = Fa
     x : array-like, shape (n, d_x) or (n,), real, finite (used as float64).
     y : array-like, shape (n, d_y) or (n,), real, finite.
     k : int >= 1, neighbours in the joint space; n must exceed k.
-    neighbours : "auto" | "kdtree" | "brute"; "auto" takes the kd-tree when the
-        searched space has at most KDTREE_MAX_DIM coordinates.
+    neighbours : "auto" | "kdtree" | "brute"; "auto" takes the kd-tree in low
+        dimension, brute force above (see the module notes).
     standardize : bool, default False. If True, z-score every column of x and y
         first (an invertible map, so the true I is unchanged). The max-norm mixes
         coordinates, so the estimate depends on their relative scales; standardizing
