@@ -141,6 +141,11 @@ def _end(trainer: Trainer, store: Store, status: str, reason: str | None, lock=N
     try:
         try:
             trainer.close()
+        except Exception as exc:
+            # Queued records or the last checkpoint could not be written: the listed records stay usable.
+            status = "FAILED"
+            reason = f"{reason + '; ' if reason else ''}ending the run failed: {type(exc).__name__}: {exc}"
+            raise
         finally:
             if trainer.run is not None:
                 store.client.set_tag(trainer.run.info.run_id, EPOCHS_DONE_TAG, str(trainer.state.epoch))

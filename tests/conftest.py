@@ -41,3 +41,23 @@ def run_json(args: list[str], capsys) -> dict:
     code, out, err = run_cli([*args, "--json", "--quiet"], capsys)
     assert code == 0, err
     return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite database, migrated once per session (a new store runs all of
+    MLflow's schema migrations: 5-20 s); `seed_store` copies it where a test needs a store."""
+    from ibcli.store import Store
+
+    db = tmp_path_factory.mktemp("store-template") / "mlflow.db"
+    Store(f"sqlite:///{db}")
+    return db
+
+
+def seed_store(template: Path, folder: Path) -> str:
+    """Put a copy of the empty template store at folder/runs/mlflow.db; returns its tracking URI."""
+    import shutil
+
+    (folder / "runs").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, folder / "runs" / "mlflow.db")
+    return f"sqlite:///{folder}/runs/mlflow.db"

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from conftest import SHARED_DATA, run_cli
+from conftest import SHARED_DATA, run_cli, seed_store
 
 from ibcli.store import FAILURE_TAG, Store
 
@@ -44,11 +44,11 @@ def no_good_runs(db) -> None:
 
 # ------------------------------------------------------------------ a store without training
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory, store_template):
     """A store holding: a train run with no activations, an mi child and a plot child of it,
     a train run with no children, and train runs until two of them share a first character (for an ambiguous prefix)."""
     root = tmp_path_factory.mktemp("bad-store")
-    uri = f"sqlite:///{root}/runs/mlflow.db"
+    uri = seed_store(store_template, root)
     s = Store(uri)
     bare = s.create_run("ibcli", "train", run_name="no-activations")
     s.log_params(bare.info.run_id, {"model": "mlp", "activation": "tanh", "epochs": 2})

@@ -11,15 +11,15 @@ import shlex
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, seed_store
 
 from ibcli.store import EPOCHS_DONE_TAG, EPOCHS_TAG, Store
 
 
 @pytest.fixture(scope="module")
-def filled(tmp_path_factory):
+def filled(tmp_path_factory, store_template):
     root = tmp_path_factory.mktemp("browse")
-    uri = f"sqlite:///{root}/runs/mlflow.db"
+    uri = seed_store(store_template, root)
     s = Store(uri)
     a = s.create_run("ibcli", "train", run_name="mlp-tanh")
     s.log_params(a.info.run_id, {"model": "mlp", "activation": "tanh", "dataset": "mnist", "epochs": 2})

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED_DATA, run_json
+from conftest import SHARED_DATA, run_json, seed_store
 
 from ibcli import activations as act
 from ibcli.store import PARENT_TAG, STAGE_TAG, Store
@@ -69,7 +69,8 @@ def check_train_runs(store: Store, summaries: list[dict]) -> None:
     assert names.count("ibcli") == 1
 
 
-def test_two_trains_and_an_mi_on_one_store(tmp_path, monkeypatch, capsys):
+def test_two_trains_and_an_mi_on_one_store(tmp_path, monkeypatch, capsys, store_template):
+    seed_store(store_template, tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     first = run_json(TRAIN[:-2], capsys)

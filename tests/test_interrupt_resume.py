@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA, run_cli, run_json
+from conftest import SHARED_DATA, run_cli, run_json, seed_store
 
 from ibcli import activations as act
+from ibcli.analysis import MiOptions, run_mi
 from ibcli.store import FAILURE_TAG, STAGE_TAG, Store
 
 PROBE = 100
@@ -51,13 +52,14 @@ def _records(manifest_path: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def killed(tmp_path_factory):
+def killed(tmp_path_factory, store_template):
     """Three `ibcli train` subprocesses, killed mid-epoch with SIGINT, SIGTERM and SIGKILL
     once each has >= 2 complete records. Returns {name: (folder, returncode, stderr)}."""
     _need_mnist()
     procs = {}
     for name in KILLS:
         folder = tmp_path_factory.mktemp(f"kill-{name}")
+        seed_store(store_template, folder)  # skip MLflow's slow migrations: this test is about killing
         cmd = [sys.executable, "-m", "ibcli.cli", "train", "--data-dir", str(SHARED_DATA), "--train-fraction", "0.05",
                "--probe-size", str(PROBE), "--epochs", "200", "--log-epochs", "all", "--quiet"]
         err = open(folder / "stderr.txt", "w")
@@ -74,6 +76,12 @@ def killed(tmp_path_factory):
                 ready = found and _records(found[0]) >= 2 and (
                     name != "SIGKILL" or (found[0].parents[1] / "checkpoints" / "last.pt").is_file())
                 if ready:
+                    run_id = found[0].parents[2].name
+                    store = Store(f"sqlite:///{folder}/runs/mlflow.db")
+                    assert store.is_live(run_id), name
+                    if name == "SIGTERM":  # mi on a run that is still training: its complete records so far
+                        live = run_mi(run_id, MiOptions(bins=10), store.uri, quiet=True)
+                        assert live["records"] >= 2 and "still training (live)" in " ".join(live["notes"])
                     proc.send_signal(KILLS[name])
                     del pending[name]
             time.sleep(0.2)
@@ -97,7 +105,7 @@ def test_killed_train_keeps_complete_records(killed, name, capsys):
     folder, rc, err = killed[name]
     uri = f"sqlite:///{folder}/runs/mlflow.db"
     store = Store(uri)
-    (run,) = store.all_runs()
+    (run,) = train_runs(store)
     if name == "SIGKILL":
         assert rc == -signal.SIGKILL
         assert run.info.status == "RUNNING"  # nobody could end it
@@ -163,7 +171,8 @@ def torch_load_epoch(store, run) -> int:
 
 
 # ------------------------------------------------------------------ resume == uninterrupted
-def test_resume_equals_uninterrupted_run(store_env, capsys, mnist_dir):
+def test_resume_equals_uninterrupted_run(store_env, capsys, mnist_dir, store_template):
+    seed_store(store_template, store_env)
     common = ["--data-dir", mnist_dir, "--train-fraction", "0.01", "--probe-size", PROBE, "--log-epochs", "all",
               "--seed", "7", "--device", "cpu"]
     straight = run_json(["train", *common, "--epochs", 3], capsys)
@@ -194,7 +203,8 @@ def test_resume_equals_uninterrupted_run(store_env, capsys, mnist_dir):
 
 
 # ------------------------------------------------------------------ divergence
-def test_divergence_fails_the_run_and_keeps_earlier_records(store_env, capsys, mnist_dir):
+def test_divergence_fails_the_run_and_keeps_earlier_records(store_env, capsys, mnist_dir, store_template):
+    seed_store(store_template, store_env)
     code, _, err = run_cli(["train", "--data-dir", mnist_dir, "--train-fraction", "0.01", "--probe-size", PROBE,
                             "--epochs", "2", "--activation", "relu", "--optimizer", "sgd", "--lr", "1e6",
                             "--log-steps", "1,2,3,4", "--quiet"], capsys)
