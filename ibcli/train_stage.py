@@ -12,7 +12,7 @@ from ibcli.errors import UserError
 from ibcli.progress import TrainProgress, make_progress
 from ibcli.recorder import NonFiniteRecord
 from ibcli.store import EPOCHS_DONE_TAG, EPOCHS_TAG, FAILURE_TAG, Store
-from ibcli.training import Diverged, TrainConfig, Trainer
+from ibcli.training import CHECKPOINT, Diverged, TrainConfig, Trainer
 
 # Options a resumed run may change; everything else comes from the run's params.
 RESUMABLE = {"epochs", "device", "data_dir"}
@@ -58,12 +58,17 @@ def run_train(options: dict, explicit: set[str], resume: str | None, run_name: s
     """
     store = None
     run = None
+    lock = None
     if resume:
+        # Checks that leave the run as it was: a mistake in `--resume` must not touch a good run.
         store = Store(tracking_uri, must_exist=True)
         run = store.find_run(resume, stage="train")
         cfg = _config_from_run(run, options, explicit)
-        if not store.artifacts(run).list("checkpoints"):
-            raise UserError(f"run {run.info.run_id} has no checkpoint to resume from (it ended before its first epoch): start a new run instead")
+        cfg.validate()
+        done = _checkpoint_epoch(store, run)
+        if done >= cfg.epochs:
+            raise UserError(f"run {run.info.run_id} has already trained {done} epochs: pass --epochs N with N > {done} to train it further")
+        lock = store.hold_run(run.info.run_id)
     else:
         if options.get("data_dir") is None:
             options["data_dir"] = str(default_data_dir())
@@ -71,25 +76,19 @@ def run_train(options: dict, explicit: set[str], resume: str | None, run_name: s
             options["probe_split"] = "all" if options["dataset"] == "ib12" else "test"
         cfg = TrainConfig(**options)
     progress = make_progress(quiet)
-    trainer = Trainer(cfg, TrainProgress(progress))
-    store = store or Store(tracking_uri)
-    lock = None
+    try:
+        trainer = Trainer(cfg, TrainProgress(progress))
+        store = store or Store(tracking_uri)
+        if run is not None:
+            try:
+                trainer.resume_from(store, run)
+            except BaseException:
+                trainer.close()
+                raise
+    except BaseException:
+        _release(lock)
+        raise
     if run is not None:
-        # Checks that leave the run as it was: a mistake in `--resume` must not mark a good run FAILED.
-        lock = store.hold_run(run.info.run_id)
-        try:
-            trainer.resume_from(store, run)
-        except BaseException:
-            _release(lock)
-            trainer.close()
-            raise
-        if trainer.state.epoch >= trainer.cfg.epochs:
-            _release(lock)
-            trainer.close()
-            raise UserError(
-                f"run {run.info.run_id} has already trained {trainer.state.epoch} epochs: "
-                f"pass --epochs N with N > {trainer.state.epoch} to train it further"
-            )
         store.client.update_run(run.info.run_id, status="RUNNING")
         if FAILURE_TAG in run.data.tags:
             store.client.delete_tag(run.info.run_id, FAILURE_TAG)
@@ -124,6 +123,24 @@ def run_train(options: dict, explicit: set[str], resume: str | None, run_name: s
     summary = trainer.summary()
     summary.update(status=status, seconds=round(time.perf_counter() - t0, 2))
     return summary
+
+
+def _checkpoint_epoch(store: Store, run) -> int:
+    """The last completed epoch in `run`'s checkpoint.
+
+    Raises:
+        UserError: no checkpoint, or one that cannot be read.
+    """
+    import torch
+
+    try:
+        path = store.artifacts(run).local_path(CHECKPOINT)
+    except FileNotFoundError:
+        raise UserError(f"run {run.info.run_id} has no checkpoint to resume from (it ended before its first epoch): start a new run instead") from None
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
+    except Exception as exc:
+        raise UserError(f"run {run.info.run_id} has a damaged checkpoint {CHECKPOINT} ({type(exc).__name__}): start a new run instead") from None
 
 
 def _release(lock) -> None:

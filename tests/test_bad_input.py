@@ -60,6 +60,20 @@ def store(tmp_path_factory, store_template):
     s.finish(plot.info.run_id)
     lonely = s.create_run("ibcli", "train", run_name="no-mi-yet")
     s.finish(lonely.info.run_id)
+    checkpointed = {}
+    for name, content in (("ckpt", None), ("damaged", b"not a torch file")):
+        r = s.create_run("ibcli", "train", run_name=name)
+        arts = s.artifacts(r)
+        path = arts.writable_path("checkpoints/last.pt")
+        if content is None:
+            import torch
+
+            torch.save({"epoch": 1}, path)
+        else:
+            path.write_bytes(content)
+        arts.commit(path, "checkpoints/last.pt")
+        s.finish(r.info.run_id, "KILLED", "interrupted by SIGINT/SIGTERM")
+        checkpointed[name] = r.info.run_id
     firsts: dict[str, str] = {}
     ambiguous = None
     while ambiguous is None:
@@ -69,7 +83,7 @@ def store(tmp_path_factory, store_template):
         ambiguous = c if c in firsts else None
         firsts[c] = r.info.run_id
     ids = {"bare": bare.info.run_id, "mi": mi.info.run_id, "plot": plot.info.run_id, "ambiguous": ambiguous,
-           "lonely": lonely.info.run_id}
+           "lonely": lonely.info.run_id, **checkpointed}
     return {"uri": uri, "ids": ids, "known": {r.info.run_id for r in s.all_runs()}}
 
 
@@ -242,6 +256,28 @@ def test_resume_without_checkpoint_leaves_the_run_alone(store, capsys):
     one_line(code, err, "no checkpoint")
     run = Store(store["uri"]).find_run(bare)
     assert run.info.status == "FINISHED" and FAILURE_TAG not in run.data.tags
+
+
+def test_resume_finished_epochs(store, capsys):
+    code, _, err = run_cli(["train", "--resume", store["ids"]["ckpt"], "--epochs", "1", "--tracking-uri", store["uri"]], capsys)
+    one_line(code, err, "already trained 1 epochs", "--epochs N with N > 1")
+    assert Store(store["uri"]).find_run(store["ids"]["ckpt"]).info.status == "KILLED"
+
+
+def test_resume_damaged_checkpoint(store, capsys):
+    code, _, err = run_cli(["train", "--resume", store["ids"]["damaged"], "--epochs", "5", "--tracking-uri", store["uri"]], capsys)
+    one_line(code, err, "damaged checkpoint", "start a new run")
+    assert Store(store["uri"]).find_run(store["ids"]["damaged"]).info.status == "KILLED"
+
+
+def test_resume_a_run_another_process_trains(store, capsys):
+    lock = Store(store["uri"]).hold_run(store["ids"]["ckpt"])  # as a live `ibcli train` would
+    try:
+        code, _, err = run_cli(["train", "--resume", store["ids"]["ckpt"], "--epochs", "5", "--tracking-uri", store["uri"]], capsys)
+    finally:
+        lock.release()
+    one_line(code, err, "being trained by another live process", "wait for it")
+    assert Store(store["uri"]).find_run(store["ids"]["ckpt"]).info.status == "KILLED"
 
 
 def test_resume_with_changed_setting(store, capsys):
