@@ -66,6 +66,12 @@ class InformationPlanePoint:
         }
 
 
+def _unit_scale(a: np.ndarray) -> np.ndarray:
+    """a divided by the root-mean-square of its column standard deviations (one scalar)."""
+    spread = math.sqrt(float(np.mean(a.var(axis=0))))
+    return a / spread if spread > 0 else a
+
+
 def _noise_vars(noise_vars) -> list[float]:
     from .kde import _noise_list
 
@@ -171,10 +177,14 @@ def information_plane(
     if name == "kraskov":
         from . import ksg
 
+        # The max-norm joint space compares an x-distance with a (T+Z)-distance, so put the
+        # two spaces on one scale (each divided by its RMS coordinate spread; geometry within
+        # each space is kept). Raw MNIST pixels vs a noisy layer otherwise gives exactly 0.
+        xs = _unit_scale(xa)
         for s2 in nv:
             tz = t64 + math.sqrt(s2) * z
             out.append(InformationPlanePoint(
-                float(ksg.ksg_mi(xa, tz, k=k)), float(ksg.ksg_mixed_mi(tz, y, k=k)), None, None,
+                float(ksg.ksg_mi(xs, _unit_scale(tz), k=k)), float(ksg.ksg_mixed_mi(tz, y, k=k)), None, None,
                 {"noise_var": s2, "k": k, "ceiling_nats": ceiling},
             ))
         return out
