@@ -306,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         rv = app(args=argv, standalone_mode=False, prog_name="ibcli")
     except UsageError as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
-        stderr.print(f"[bold red]error:[/] {exc.format_message()}{hint}", highlight=False, soft_wrap=True)
+        message = exc.format_message().replace("Value error, ", "")  # Typer's prefix on a bad choice
+        stderr.print(f"[bold red]error:[/] {message}{hint}", highlight=False, soft_wrap=True)
         return 2
     except typer.Abort:
         return 130

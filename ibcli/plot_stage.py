@@ -42,7 +42,7 @@ def load_mi_tables(store: Store, train_run, mi_run_ids: list[str]) -> pd.DataFra
         try:
             df = pd.read_parquet(store.artifacts(r).local_path(MI_FILE))
         except FileNotFoundError:
-            raise UserError(f"mi run {r.info.run_id} has no {MI_FILE} (it did not finish)") from None
+            raise UserError(f"mi run {r.info.run_id} has no {MI_FILE} (it did not finish): run `ibcli mi {train_run.info.run_id[:8]}` again or pick another with --mi-run") from None
         df["mi_run_id"] = r.info.run_id
         tables.append(df)
     return pd.concat(tables, ignore_index=True)

@@ -169,6 +169,8 @@ class Store:
             raise UserError(f"cannot open the MLflow store {self.uri} ({exc.strerror or exc}): pass --tracking-uri or fix its permissions") from exc
         except Exception as exc:  # MlflowException, or SQLAlchemy's own (e.g. "file is not a database")
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". See ")[0][:300]
+            if "unsupported URI" in first:
+                raise UserError(f"unsupported tracking URI {self.uri!r}: pass --tracking-uri sqlite:///PATH/mlflow.db or http(s)://HOST:PORT (or fix $MLFLOW_TRACKING_URI)") from exc
             raise UserError(f"cannot open the MLflow store {self.uri} ({first}): pass a valid --tracking-uri") from exc
 
     # ---- experiments and runs -------------------------------------------------
