@@ -280,7 +280,10 @@ class Store:
         local = _local_store_dir(self.uri)
         if local is None:
             return None
-        (local / ".locks").mkdir(exist_ok=True)
+        try:
+            (local / ".locks").mkdir(exist_ok=True)
+        except OSError:  # e.g. a store shared read-only: liveness is then unknown
+            return None
         return local / ".locks" / f"{run_id}.lock"
 
     def hold_run(self, run_id: str) -> "RunLock | None":
@@ -295,7 +298,11 @@ class Store:
         if path is None:
             return None
         lock = RunLock(path)
-        if not lock.acquire():
+        try:
+            acquired = lock.acquire()
+        except OSError:
+            return None
+        if not acquired:
             raise UserError(f"run {run_id} is being trained by another live process right now: wait for it, or stop it first")
         return lock
 
@@ -305,7 +312,11 @@ class Store:
         if path is None:
             return None
         lock = RunLock(path)
-        if lock.acquire():
+        try:
+            acquired = lock.acquire()
+        except OSError:
+            return None
+        if acquired:
             lock.release()
             return False
         return True
