@@ -185,6 +185,8 @@ def _device(name: str) -> str:
 def run_mi(run_id: str, options: MiOptions, tracking_uri: str | None, quiet: bool = False) -> dict:
     """The `ibcli mi` stage: a child run of the train run holding mi.parquet.
 
+    Given a sweep run id, runs the stage on every finished member (`ibcli.sweep.run_mi_sweep`).
+
     Raises:
         UserError: bad options, unknown/ambiguous/non-train run id, run without activations,
         unusable activations. A run created before the error is marked FAILED.
@@ -196,7 +198,12 @@ def run_mi(run_id: str, options: MiOptions, tracking_uri: str | None, quiet: boo
     if options.method == "mine":
         _device(options.device)
     store = Store(tracking_uri, must_exist=True)
-    train_run = store.find_run(run_id, stage="train")
+    found = store.find_run(run_id)
+    if found.data.tags.get("ibcli.stage") == "sweep":  # every member of an `ibcli sweep`
+        from ibcli.sweep import run_mi_sweep
+
+        return run_mi_sweep(store, found, options, quiet)
+    train_run = found if found.data.tags.get("ibcli.stage") == "train" else store.find_run(run_id, stage="train")
     artifacts = store.artifacts(train_run)
     manifest = act.load_manifest(artifacts)
     notes = []

@@ -74,6 +74,11 @@ class BinningStrategy(str, Enum):
     adaptive = "adaptive"
 
 
+class Band(str, Enum):
+    sd = "sd"
+    bootstrap = "bootstrap"
+
+
 class DType(str, Enum):
     float32 = "float32"
     float16 = "float16"
@@ -177,7 +182,7 @@ def _print_summary(summary: dict, json_out: bool, quiet: bool) -> None:
 # ---------------------------------------------------------------------------- mi
 @app.command()
 def mi(
-    run_id: Annotated[str, typer.Argument(help="Train run id (or unique prefix).")],
+    run_id: Annotated[str, typer.Argument(help="Train run id (or unique prefix); a sweep id runs it on every member.")],
     method: Annotated[Method, typer.Option(help="Estimator: binning, kde, kraskov (alias ksg) or mine.")] = Method.binning,
     bins: Annotated[int, typer.Option(help="binning: number of bins per unit.")] = 30,
     binning: Annotated[BinningStrategy, typer.Option(help="binning: equal-width (uniform) or equal-mass (adaptive) bins.")] = BinningStrategy.uniform,
@@ -214,9 +219,10 @@ def mi(
 # ---------------------------------------------------------------------------- plot
 @app.command()
 def plot(
-    run_id: Annotated[str, typer.Argument(help="Train run id (or unique prefix).")],
+    run_id: Annotated[str, typer.Argument(help="Train run id (or unique prefix); a sweep id averages over its members.")],
     mi_run: Annotated[Optional[list[str]], typer.Option(help="mi run(s) to plot (default: the latest mi run of each method).")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Also write the HTML files to this folder.")] = None,
+    band: Annotated[Band, typer.Option(help="Sweeps: the band around the mean over seeds, sd (mean ± sd) or bootstrap (95% interval of the mean).")] = "sd",
     tracking_uri: TrackingUri = None,
     json_out: JsonOut = False,
     quiet: Quiet = False,
@@ -228,12 +234,51 @@ def plot(
     from ibcli.plot_stage import run_plot
 
     with user_errors():
-        summary = run_plot(run_id, list(mi_run or []), output, tracking_uri)
+        summary = run_plot(run_id, list(mi_run or []), output, tracking_uri, band=Band(band).value)
     if json_out:
         sys.stdout.write(json.dumps(summary, default=str) + "\n")
     elif not quiet:
         for path in summary["files"]:
             stderr.print(f"wrote {path}")
+
+
+# ---------------------------------------------------------------------------- sweep
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def sweep(
+    ctx: typer.Context,
+    seeds: Annotated[str, typer.Option(help='Seeds, one train run each: a range "0-9", a list "0,1,5" or one seed "3".')] = "0-4",
+    jobs: Annotated[int, typer.Option(help="Train runs at a time (parallel processes).")] = 1,
+    threads: Annotated[Optional[int], typer.Option(help="Torch threads per run (default: cores // jobs).")] = None,
+    run_name: Annotated[Optional[str], typer.Option(help="MLflow run name of the sweep (members get NAME-seedS).")] = None,
+    tracking_uri: TrackingUri = None,
+    json_out: JsonOut = False,
+    quiet: Quiet = False,
+):
+    """Train one run per seed, grouped under a sweep run; every other option is `ibcli train`'s.
+
+    Then `ibcli mi SWEEP_ID` estimates MI for every member and `ibcli plot SWEEP_ID` averages over seeds.
+
+    Example: [bold]ibcli sweep --seeds 0-9 --jobs 2 --dataset ib12 --model ib --epochs 2000 --log-epochs log:40[/]
+    """
+    from ibcli.sweep import run_sweep
+
+    summary = None
+    try:
+        with user_errors():
+            try:
+                summary = run_sweep(list(ctx.args), seeds, jobs, threads, run_name, tracking_uri, quiet)
+            except UserError as exc:
+                summary = getattr(exc, "summary", None)
+                if summary is not None and json_out:
+                    sys.stdout.write(json.dumps(summary, default=str) + "\n")
+                raise
+    except KeyboardInterrupt as exc:
+        summary = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else None
+        if summary is not None and json_out:
+            sys.stdout.write(json.dumps(summary, default=str) + "\n")
+        stderr.print("[yellow]sweep interrupted:[/] running members were stopped and keep their records", highlight=False)
+        raise typer.Exit(130)
+    _print_summary(summary, json_out, quiet)
 
 
 # ---------------------------------------------------------------------------- browse

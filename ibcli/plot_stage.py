@@ -62,14 +62,25 @@ def load_training_metrics(store: Store, run_id: str) -> pd.DataFrame:
     return df.drop_duplicates(["epoch", "key"], keep="last").sort_values(["key", "epoch"], ignore_index=True)
 
 
-def run_plot(run_id: str, mi_run_ids: list[str], output: Path | None, tracking_uri: str | None) -> dict:
+def run_plot(run_id: str, mi_run_ids: list[str], output: Path | None, tracking_uri: str | None,
+             band: str = "sd") -> dict:
     """Write the figures as self-contained HTML artifacts of a child plot run (and to `output`).
+
+    Given a sweep run id, draws the figures averaged over its members instead
+    (`ibcli.sweep.run_plot_sweep`; `band` is "sd" or "bootstrap").
 
     Raises:
         UserError: unknown run, no mi results, unwritable output folder.
     """
     store = Store(tracking_uri, must_exist=True)
-    train_run = store.find_run(run_id, stage="train")
+    found = store.find_run(run_id)
+    if found.data.tags.get("ibcli.stage") == "sweep":
+        if mi_run_ids:
+            raise UserError("--mi-run picks the mi runs of one train run; a sweep plot averages each member's latest mi run of each method")
+        from ibcli.sweep import run_plot_sweep
+
+        return run_plot_sweep(store, found, output, band)
+    train_run = found if found.data.tags.get("ibcli.stage") == "train" else store.find_run(run_id, stage="train")
     mi = load_mi_tables(store, train_run, mi_run_ids)
     if output is not None:
         try:

@@ -105,3 +105,192 @@ def gradient_snr(grads: pd.DataFrame, title: str = "Gradient signal-to-noise rat
     fig.update_yaxes(type="log")
     fig.update_layout(title=title, height=460, width=1150)
     return fig
+
+
+# ---------------------------------------------------------------------------- averaged over seeds
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _agg_with_labels(agg: pd.DataFrame) -> pd.DataFrame:
+    agg = agg.copy()
+    if "noise_var" not in agg.columns:
+        agg["noise_var"] = np.nan
+    agg["estimator"] = agg.apply(estimator_label, axis=1)
+    return agg.sort_values(["estimator", "layer_index", "step"])
+
+
+def _log_x_buttons(fig: go.Figure) -> None:
+    """A linear/log toggle for every x axis (records are usually log-spaced in epochs)."""
+    axes = [k for k in fig.layout if k.startswith("xaxis")] or ["xaxis"]
+    fig.update_layout(updatemenus=[dict(
+        type="buttons", direction="left", x=1.0, xanchor="right", y=1.08, yanchor="bottom", showactive=True,
+        buttons=[dict(label=label, method="relayout", args=[{f"{a}.type": kind for a in axes}])
+                 for label, kind in (("linear epochs", "linear"), ("log epochs", "log"))],
+    )])
+
+
+def _plane_mean_traces(fig, g: pd.DataFrame, i: int, est: str, emax: float, row: int, col: int,
+                       showlegend: bool, showscale: bool) -> None:
+    """One layer's mean trajectory with band error bars in both directions, into one panel."""
+    name = g["layer"].iloc[0]
+    color = qualitative.D3[i % len(qualitative.D3)]
+    x, y = g["i_xt_bits_mean"], g["i_ty_bits_mean"]
+    fig.add_trace(go.Scatter(
+        x=x, y=y, mode="lines+markers", name=name, legendgroup=name, showlegend=showlegend,
+        line=dict(color=color, width=1.5),
+        error_x=dict(type="data", symmetric=False, array=(g["i_xt_bits_hi"] - x).fillna(0),
+                     arrayminus=(x - g["i_xt_bits_lo"]).fillna(0), color=_rgba(color, 0.35), thickness=1, width=0),
+        error_y=dict(type="data", symmetric=False, array=(g["i_ty_bits_hi"] - y).fillna(0),
+                     arrayminus=(y - g["i_ty_bits_lo"]).fillna(0), color=_rgba(color, 0.35), thickness=1, width=0),
+        marker=dict(color=g["epoch"], colorscale="Viridis", cmin=0, cmax=emax, size=7,
+                    line=dict(color=color, width=1), showscale=showscale, colorbar=dict(title="epoch")),
+        customdata=np.stack([g["epoch"], g["n_seeds"], g["i_xt_bits_lo"], g["i_xt_bits_hi"],
+                             g["i_ty_bits_lo"], g["i_ty_bits_hi"]], axis=1),
+        hovertemplate=f"{name}<br>epoch %{{customdata[0]:.4g}}, %{{customdata[1]}} seeds"
+                      "<br>I(X;T) %{x:.3f} [%{customdata[2]:.3f}, %{customdata[3]:.3f}] bits"
+                      "<br>I(T;Y) %{y:.3f} [%{customdata[4]:.3f}, %{customdata[5]:.3f}] bits"
+                      "<extra>" + est + "</extra>",
+    ), row=row, col=col)
+
+
+def information_plane_mean(agg: pd.DataFrame, title: str = "Information plane, mean over seeds") -> go.Figure:
+    """One panel per estimator: each layer's mean trajectory in (I(X;T), I(T;Y)), bits,
+    with error bars from the band (columns *_lo, *_hi) in both directions.
+
+    agg: `sweep.average_mi` / `aggregate.aggregate_over_seeds` output (columns method,
+    [noise_var], layer, layer_index, epoch, step, n_seeds, i_xt_bits_{mean,sd,lo,hi},
+    i_ty_bits_{mean,sd,lo,hi}). Marker colour is the epoch; hover shows n_seeds and the band.
+    """
+    return information_plane_mean_grid({"": agg}, title)
+
+
+def information_plane_mean_grid(aggs: dict, title: str = "Information plane, mean over seeds") -> go.Figure:
+    """Averaged information planes in a grid: one row per entry of `aggs` ({row label:
+    averaged table}, e.g. tanh and relu), one column per estimator (as in
+    `information_plane_mean`); axes of a column are shared so rows compare directly."""
+    tables = {label: _agg_with_labels(agg) for label, agg in aggs.items()}
+    estimators = list(dict.fromkeys(e for t in tables.values() for e in t["estimator"]))
+    labels = list(tables)
+    titles = [f"{label}: {est}" if label else est for label in labels for est in estimators]
+    fig = make_subplots(rows=len(labels), cols=len(estimators), subplot_titles=titles, horizontal_spacing=0.06,
+                        vertical_spacing=0.1 if len(labels) > 1 else 0.1, shared_xaxes="columns")
+    emax = max(max(float(t["epoch"].max()) for t in tables.values()), 1e-9)
+    for r, label in enumerate(labels, start=1):
+        agg = tables[label]
+        for col, est in enumerate(estimators, start=1):
+            sub = agg[agg["estimator"] == est]
+            for i, (_, g) in enumerate(sub.groupby("layer_index", sort=True)):
+                _plane_mean_traces(fig, g, i, f"{label} {est}".strip(), emax, r, col,
+                                   showlegend=r == 1 and col == 1, showscale=r == 1 and col == len(estimators))
+            fig.update_xaxes(title_text="I(X;T) [bits]" if r == len(labels) else None, showticklabels=True, row=r, col=col)
+            fig.update_yaxes(title_text="I(T;Y) [bits]" if col == 1 else None, row=r, col=col)
+    fig.update_layout(title=title, height=max(540, 480 * len(labels) + 60), width=max(600, 500 * len(estimators)))
+    return fig
+
+
+def _band_traces(fig, x, mean, lo, hi, color, name, row, col, showlegend, hover=None):
+    """A mean line with a filled band between lo and hi (NaN band -> line only)."""
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    if ok.any():
+        xs = np.asarray(x)[ok]
+        fig.add_trace(go.Scatter(x=np.concatenate([xs, xs[::-1]]), y=np.concatenate([hi[ok], lo[ok][::-1]]),
+                                 fill="toself", fillcolor=_rgba(color, 0.2), line=dict(width=0), hoverinfo="skip",
+                                 legendgroup=name, showlegend=False), row=row, col=col)
+    fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers", name=name, legendgroup=name, showlegend=showlegend,
+                             line=dict(color=color), marker=dict(size=4), hovertemplate=hover), row=row, col=col)
+
+
+def mi_per_epoch_mean(agg: pd.DataFrame, title: str = "Mutual information per epoch, mean over seeds") -> go.Figure:
+    """I(X;T) (left) and I(T;Y) (right) against epoch: per layer the mean over seeds and a
+    filled band (*_lo to *_hi), one row per estimator; a button switches the epoch axis to log."""
+    agg = _agg_with_labels(agg)
+    estimators = list(dict.fromkeys(agg["estimator"]))
+    titles = [f"{e}: {q}" for e in estimators for q in ("I(X;T)", "I(T;Y)")]
+    fig = make_subplots(rows=len(estimators), cols=2, subplot_titles=titles,
+                        vertical_spacing=0.12 / max(1, len(estimators) - 1) if len(estimators) > 1 else 0.1)
+    for r, est in enumerate(estimators, start=1):
+        sub = agg[agg["estimator"] == est]
+        for i, (_, g) in enumerate(sub.groupby("layer_index", sort=True)):
+            name = g["layer"].iloc[0]
+            color = qualitative.D3[i % len(qualitative.D3)]
+            for c, v in enumerate(("i_xt_bits", "i_ty_bits"), start=1):
+                _band_traces(fig, g["epoch"], g[f"{v}_mean"], g[f"{v}_lo"], g[f"{v}_hi"], color, name, r, c,
+                             showlegend=r == 1 and c == 1,
+                             hover=f"{name}<br>epoch %{{x:.4g}}<br>%{{y:.3f}} bits (mean)<extra>{est}</extra>")
+        fig.update_yaxes(title_text="bits", row=r, col=1)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(title=title, height=380 * len(estimators) + 100, width=1150)
+    _log_x_buttons(fig)
+    return fig
+
+
+def _thin_epochs(epochs: np.ndarray, keep: int = 400) -> np.ndarray:
+    """At most about `keep` of the given epochs, log-spaced (all of them when there are fewer)."""
+    epochs = np.unique(epochs)
+    if len(epochs) <= keep:
+        return epochs
+    positive = epochs[epochs > 0]
+    targets = np.geomspace(positive.min(), positive.max(), keep)
+    idx = np.unique(np.searchsorted(positive, targets).clip(0, len(positive) - 1))
+    return np.union1d(positive[idx], epochs[epochs <= 0])
+
+
+def training_curves_mean(metrics: pd.DataFrame, title: str = "Training, mean over seeds") -> go.Figure:
+    """Loss (left) and accuracy (right) against epoch, mean ± sd over seeds.
+
+    metrics: long table with columns epoch, key (train_loss, test_loss, train_accuracy,
+    test_accuracy), value, seed.
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    keep = _thin_epochs(metrics["epoch"].to_numpy()) if len(metrics) else np.array([])
+    m = metrics[metrics["epoch"].isin(keep)]
+    for c, kind in enumerate(("loss", "accuracy"), start=1):
+        for j, split in enumerate(("train", "test")):
+            g = m[m["key"] == f"{split}_{kind}"]
+            if not len(g):
+                continue
+            s = g.groupby("epoch")["value"].agg(["mean", "std"]).reset_index()
+            _band_traces(fig, s["epoch"], s["mean"], s["mean"] - s["std"], s["mean"] + s["std"],
+                         qualitative.D3[j], f"{split} {kind}", 1, c, True)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(title=title, height=440, width=1050)
+    _log_x_buttons(fig)
+    return fig
+
+
+def gradient_snr_mean(grads: pd.DataFrame, title: str = "Gradient signal-to-noise ratio, mean over seeds") -> go.Figure:
+    """Shwartz-Ziv & Tishby (2017) Fig. 4 averaged over seeds: per layer the norms of the mean
+    and std of the mini-batch gradients (left) and the SNR (right), log-log against epoch.
+
+    The mean over seeds is geometric (of log10), the band is ± one sd of log10 (a factor).
+    grads: concatenated gradient_stats.parquet tables with a seed column (columns epoch,
+    layer, grad_mean_norm, grad_std_norm, snr, seed). Epochs are thinned log-spaced to ~400.
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("mean (solid) and std (dotted) of the gradient, norms",
+                                                        "SNR = |mean| / |std|"))
+    keep = _thin_epochs(grads["epoch"].to_numpy())
+    g_all = grads[grads["epoch"].isin(keep) & (grads["epoch"] > 0)].copy()
+    for i, (layer, g) in enumerate(g_all.groupby("layer", sort=False)):
+        color = qualitative.D3[i % len(qualitative.D3)]
+        for col, key, dash, label in ((1, "grad_mean_norm", "solid", "mean"), (1, "grad_std_norm", "dot", "std"),
+                                      (2, "snr", "solid", "SNR")):
+            v = np.log10(g[key].where(g[key] > 0))
+            s = v.groupby(g["epoch"]).agg(["mean", "std"]).reset_index()
+            s = s[np.isfinite(s["mean"])]
+            lo, hi = 10 ** (s["mean"] - s["std"]), 10 ** (s["mean"] + s["std"])
+            ok = np.isfinite(lo) & np.isfinite(hi)
+            if ok.any():
+                xs = s["epoch"][ok].to_numpy()
+                fig.add_trace(go.Scatter(x=np.concatenate([xs, xs[::-1]]), y=np.concatenate([hi[ok], lo[ok][::-1]]),
+                                         fill="toself", fillcolor=_rgba(color, 0.15), line=dict(width=0),
+                                         hoverinfo="skip", legendgroup=layer, showlegend=False), row=1, col=col)
+            fig.add_trace(go.Scatter(x=s["epoch"], y=10 ** s["mean"], mode="lines", name=f"{layer} {label}",
+                                     legendgroup=layer, line=dict(color=color, dash=dash)), row=1, col=col)
+    fig.update_xaxes(type="log", title_text="epoch")
+    fig.update_yaxes(type="log")
+    fig.update_layout(title=title, height=480, width=1200)
+    return fig

@@ -23,6 +23,9 @@ from ibcli.errors import UserError
 STAGE_TAG = "ibcli.stage"
 PARENT_TAG = "mlflow.parentRunId"
 FAILURE_TAG = "ibcli.failure"
+# `ibcli sweep` sets this for its member processes: their train run becomes a child of the sweep run.
+SWEEP_TAG = "ibcli.sweep"
+SWEEP_ENV = "IBCLI_SWEEP_RUN_ID"
 # Params cannot change once logged: a resume records its new target epochs here, every end the epochs done.
 EPOCHS_TAG = "ibcli.epochs"
 EPOCHS_DONE_TAG = "ibcli.epochs_done"
@@ -197,8 +200,15 @@ class Store:
                 return exp.experiment_id
 
     def create_run(self, experiment: str, stage: str, run_name: str | None = None):
-        """Start a top-level run tagged `ibcli.stage=stage` in experiment `experiment`."""
+        """Start a top-level run tagged `ibcli.stage=stage` in experiment `experiment`.
+
+        A train run started by `ibcli sweep` ($IBCLI_SWEEP_RUN_ID set) is a child of the
+        sweep run and carries `ibcli.sweep=<sweep run id>`.
+        """
         tags = {STAGE_TAG: stage}
+        sweep = os.environ.get(SWEEP_ENV)
+        if sweep and stage == "train":
+            tags.update({PARENT_TAG: sweep, SWEEP_TAG: sweep})
         return self.client.create_run(self.experiment_id(experiment), tags=tags, run_name=run_name)
 
     def create_child_run(self, parent, stage: str, run_name: str | None = None):
