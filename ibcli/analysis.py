@@ -35,6 +35,7 @@ class MiOptions:
     mine_hidden: int = 128
     mine_lr: float = 1e-3
     layers: tuple = ()
+    epochs: tuple = ()  # only these recorded epochs (the slow estimators on long runs)
     device: str = "auto"
     seed: int = 0
 
@@ -109,6 +110,14 @@ def compute_mi_table(artifacts, manifest: act.Manifest, options: MiOptions, prog
     if unknown:
         raise UserError(f"unknown layer {unknown[0]!r}: this run recorded {', '.join(known)}")
     index = {layer["name"]: layer["index"] for layer in manifest.layers}
+    records = manifest.records
+    if options.epochs:
+        recorded = {float(r["epoch"]) for r in records}
+        missing = sorted(set(options.epochs) - recorded)
+        if missing:
+            shown = ", ".join(f"{e:g}" for e in sorted(recorded))
+            raise UserError(f"epoch {missing[0]:g} was not recorded: this run recorded epochs {shown}")
+        records = [r for r in records if float(r["epoch"]) in set(options.epochs)]
     _, labels, x = act.load_probe(artifacts)
     n = len(labels)
     edges = {}
@@ -122,8 +131,8 @@ def compute_mi_table(artifacts, manifest: act.Manifest, options: MiOptions, prog
                    "hidden": options.mine_hidden, "lr": options.mine_lr} if options.method == "mine" else None
     device = _device(options.device) if options.method == "mine" else "cpu"
     rows = []
-    task = progress.add_task(f"mi {options.method}", total=len(manifest.records) * len(layers), info="") if progress else None
-    for rec in manifest.records:
+    task = progress.add_task(f"mi {options.method}", total=len(records) * len(layers), info="") if progress else None
+    for rec in records:
         for name in layers:
             t = act.load_layer(artifacts, rec, name)
             where = f"epoch {rec['epoch']:g} (step {rec['step']}), layer {name}"

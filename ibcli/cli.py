@@ -193,6 +193,7 @@ def mi(
     mine_hidden: Annotated[int, typer.Option(help="mine: statistics-network width.")] = 128,
     mine_lr: Annotated[float, typer.Option(help="mine: Adam learning rate.")] = 1e-3,
     layers: Annotated[Optional[list[str]], typer.Option("--layer", help="Only these layers (repeatable).")] = None,
+    epochs: Annotated[Optional[list[float]], typer.Option("--epoch", help="Only these recorded epochs (repeatable); bin edges still span all epochs.")] = None,
     device: Annotated[Device, typer.Option(help="mine: torch device.")] = Device.auto,
     seed: Annotated[int, typer.Option(help="Seed for the added noise and MINE.")] = 0,
     tracking_uri: TrackingUri = None,
@@ -208,7 +209,7 @@ def mi(
     options = MiOptions(
         method=method.value, bins=bins, binning=binning.value, noise_vars=tuple(noise_var or (0.1,)), k=k,
         mine_steps=mine_steps, mine_batch_size=mine_batch_size, mine_hidden=mine_hidden, mine_lr=mine_lr,
-        layers=tuple(layers or ()), device=device.value, seed=seed,
+        layers=tuple(layers or ()), epochs=tuple(epochs or ()), device=device.value, seed=seed,
     )
     with user_errors():
         summary = run_mi(run_id, options, tracking_uri, quiet=quiet)

@@ -94,3 +94,23 @@ def test_train_mi_plot_store_contents(pipeline, capsys):
 
 def _data():
     return SHARED_DATA
+
+
+def test_mi_on_chosen_epochs_and_layers_with_a_noise_sweep(pipeline, capsys):
+    """kde on one epoch and one layer, two noise variances: one row each, bounds ordered."""
+    from conftest import run_cli
+
+    store = Store()
+    train_id = next(r.info.run_id for r in store.all_runs() if r.data.tags.get(STAGE_TAG) == "train")
+    mi = run_json(["mi", train_id, "--method", "kde", "--epoch", 2, "--layer", "layer5",
+                   "--noise-var", 0.1, "--noise-var", 0.01], capsys)
+    table = pq.read_table(store.artifacts(store.find_run(mi["mi_run_id"])).local_path("mi.parquet")).to_pandas()
+    assert list(table["epoch"]) == [2.0, 2.0] and list(table["layer"]) == ["layer5", "layer5"]
+    assert sorted(table["noise_var"]) == [0.01, 0.1]
+    assert (table["i_xt_lower_bits"] <= table["i_xt_bits"] + 1e-9).all()
+    assert (table["i_xt_bits"] <= math.log2(PROBE) + 1e-9).all()
+    # less noise keeps more information about X
+    by_s2 = table.set_index("noise_var")
+    assert by_s2.loc[0.01, "i_xt_bits"] > by_s2.loc[0.1, "i_xt_bits"]
+    code, _, err = run_cli(["mi", train_id, "--epoch", 7], capsys)
+    assert code == 2 and "epoch 7 was not recorded" in err and len(err.strip().splitlines()) == 1
