@@ -26,8 +26,9 @@ Conventions:
   and the sum of their squared norms (a scalar), since ||std||^2 = sum of the
   per-element variances = (1/B) sum_b ||g_b||^2 - ||mean||^2. Three passes over the
   gradient per batch (cast into a reused float64 tile that stays in cache, add,
-  dot) instead of Welford's five with two fresh allocations: on a CPU about 1/9 of
-  a batch of the default MLP, 15% less than Welford. The subtraction loses about
+  dot) instead of Welford's five with two fresh 6 MB allocations per batch. On the
+  2-core CPU, default MLP: about 1.5-2 ms per batch against a 15 ms step (5-15% less
+  than Welford, and no allocator or page-fault spikes). The subtraction loses about
   log10(B (1 + SNR^2)) of float64's 16 digits: at SNR 1000 over 300-469 batches the
   std norm is still right to 1e-7 relative (measured).
   ``summary()`` syncs once (a few ``.item()`` calls per layer).
@@ -45,7 +46,7 @@ import torch
 
 __all__ = ["GradientStats"]
 
-_CPU_TILE = 1 << 16  # float64 values per pass of update() on a CPU (512 KiB)
+_CPU_TILE = 1 << 18  # float64 values per pass of update() on a CPU (2 MiB)
 
 
 class GradientStats:
@@ -134,8 +135,8 @@ class GradientStats:
                     continue  # a zero gradient adds nothing to either sum
                 g = p.grad.detach().reshape(-1)
                 total, sq = sums[i], sqs[i]
-                # On a CPU, tiles of 64 Ki values: the float64 copy stays in cache for the
-                # add and the dot (a third less time than whole-tensor passes).
+                # On a CPU, tiles of 256 Ki values: the float64 copy stays in cache for the
+                # add and the dot (fewer memory passes than whole-tensor ops).
                 step = _CPU_TILE if g.device.type == "cpu" else g.numel()
                 buf = self._scratch.get(g.device)
                 if buf is None or buf.numel() < min(step, g.numel()):
