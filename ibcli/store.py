@@ -296,6 +296,17 @@ class Store:
             return None
         return local / ".locks" / f"{run_id}.lock"
 
+    def _try_run_lock(self, run_id: str) -> tuple["RunLock | None", bool]:
+        """(lock, acquired); (None, False) where liveness cannot be told (server or read-only store)."""
+        path = self._run_lock_path(run_id)
+        if path is None:
+            return None, False
+        lock = RunLock(path)
+        try:
+            return lock, lock.acquire()
+        except OSError:
+            return None, False
+
     def hold_run(self, run_id: str) -> "RunLock | None":
         """Mark `run_id` as being trained by this process until `release()` (or process death).
 
@@ -304,13 +315,8 @@ class Store:
         Raises:
             UserError: another process is training this run right now.
         """
-        path = self._run_lock_path(run_id)
-        if path is None:
-            return None
-        lock = RunLock(path)
-        try:
-            acquired = lock.acquire()
-        except OSError:
+        lock, acquired = self._try_run_lock(run_id)
+        if lock is None:
             return None
         if not acquired:
             raise UserError(f"run {run_id} is being trained by another live process right now: wait for it, or stop it first")
@@ -318,13 +324,8 @@ class Store:
 
     def is_live(self, run_id: str) -> bool | None:
         """True while a process trains `run_id`, False if none does, None if unknown (server store)."""
-        path = self._run_lock_path(run_id)
-        if path is None:
-            return None
-        lock = RunLock(path)
-        try:
-            acquired = lock.acquire()
-        except OSError:
+        lock, acquired = self._try_run_lock(run_id)
+        if lock is None:
             return None
         if acquired:
             lock.release()
