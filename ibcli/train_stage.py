@@ -9,6 +9,7 @@ from dataclasses import fields
 
 from ibcli.data import default_data_dir
 from ibcli.errors import UserError
+from ibcli.gradient_stats import preload_kernel
 from ibcli.progress import TrainProgress, make_progress
 from ibcli.recorder import NonFiniteRecord
 from ibcli.store import EPOCHS_DONE_TAG, EPOCHS_TAG, FAILURE_TAG, Store
@@ -75,6 +76,8 @@ def run_train(options: dict, explicit: set[str], resume: str | None, run_name: s
         if options.get("probe_split") is None:
             options["probe_split"] = "all" if options["dataset"] == "ib12" else "test"
         cfg = TrainConfig(**options)
+    if cfg.grad_stats:
+        preload_kernel()  # numba's imports (about 1 s) with ours, not in the first batch
     progress = make_progress(quiet)
     try:
         trainer = Trainer(cfg, TrainProgress(progress))
