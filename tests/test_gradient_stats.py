@@ -176,3 +176,71 @@ def test_cpu_paths_agree_with_float64_reference(monkeypatch, fused):
     assert row["batches"] == 12
     assert row["grad_mean_norm"] == pytest.approx(float(g.mean(0).norm()), rel=1e-6)
     assert row["grad_std_norm"] == pytest.approx(float(g.std(0, correction=0).norm()), rel=1e-6)
+
+
+def test_hold4_matches_float64_reference_with_leftovers():
+    """hold=4 in a real Adam loop (zero_grad(set_to_none=True)): 10 batches = the shift,
+    two groups of four and one left for summary() to add."""
+    import ibcli.gradient_stats as gs
+
+    if not gs.preload_kernel():
+        pytest.skip("numba not installed")
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(30, 40), torch.nn.Tanh(), torch.nn.Linear(40, 3))
+    stats = GradientStats({"h": model[0].weight}, hold=4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    seen = []
+    for _ in range(10):
+        x, y = torch.randn(16, 30), torch.randint(0, 3, (16,))
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        stats.update()
+        seen.append(model[0].weight.grad.detach().double().flatten().clone())
+        opt.step()
+    (row,) = stats.summary()
+    g = torch.stack(seen)
+    assert row["batches"] == 10
+    assert row["grad_mean_norm"] == pytest.approx(float(g.mean(0).norm()), rel=1e-6)
+    assert row["grad_std_norm"] == pytest.approx(float(g.std(0, correction=0).norm()), rel=1e-6)
+
+
+def test_hold4_refuses_gradients_reused_in_place():
+    import ibcli.gradient_stats as gs
+
+    if not gs.preload_kernel():
+        pytest.skip("numba not installed")
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 2)
+    stats = GradientStats({"h": model.weight}, hold=4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(RuntimeError, match="in place"):
+        for _ in range(4):
+            opt.zero_grad(set_to_none=False)  # the same .grad tensor every batch
+            model(torch.randn(4, 8)).sum().backward()
+            stats.update()
+            opt.step()
+
+
+def test_hold_must_be_1_or_4():
+    with pytest.raises(ValueError, match="hold"):
+        GradientStats({"h": torch.nn.Parameter(torch.zeros(2))}, hold=3)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-3])
+def test_trainer_optimizers_leave_grads_alone(optimizer, weight_decay):
+    """The trainer's hold=4 relies on its optimizers never writing into .grad."""
+    from types import SimpleNamespace
+
+    from ibcli.training import make_optimizer
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 3)
+    cfg = SimpleNamespace(optimizer=optimizer, lr=0.1, momentum=0.9, weight_decay=weight_decay)
+    opt = make_optimizer(cfg, model)
+    for _ in range(3):  # momentum buffers exist from the second step on
+        opt.zero_grad(set_to_none=True)
+        model(torch.randn(5, 6)).square().sum().backward()
+        before = [p.grad.clone() for p in model.parameters()]
+        opt.step()
+        assert all(torch.equal(b, p.grad) for b, p in zip(before, model.parameters()))
