@@ -30,8 +30,9 @@ FORMAT = "ibcli.activations/1"
 def _matrix_column(matrix: np.ndarray) -> pa.FixedSizeListArray:
     """(n, d) array -> non-nullable fixed-size-list column without copying the values.
 
-    Non-nullable (values and rows): Parquet then writes no definition levels, which
-    makes the 41 MB layer-1 file about 15-30 % cheaper to write than the nullable default.
+    Non-nullable (values and rows): Parquet then writes fewer definition levels (max
+    level 1 instead of 3 for the list's values), which makes the 41 MB layer-1 file
+    about 15-30 % cheaper to write than the nullable default.
     """
     n, d = matrix.shape
     flat = pa.array(np.ascontiguousarray(matrix).reshape(-1))

@@ -26,11 +26,12 @@ Conventions:
   then adds d_b = g_b - c to a running sum (a vector in the gradient's dtype) and
   ||d_b||^2 to a float64 scalar. Since the variance does not move with a shift,
   ||std||^2 = sum of the per-element variances = (1/B) sum_b ||d_b||^2 - ||mean(d)||^2
-  and mean = c + mean(d). Because c is itself one of the gradients, ||mean(d)||^2 is
-  about ||std||^2 / B whatever the signal-to-noise ratio, so the subtraction cancels
-  almost nothing and float32 sums keep the std norm right to about 1e-5 relative
-  (tested at SNR 1000 against a float64 two-pass reference: 1e-7 measured, where
-  unshifted float32 sums were off by 6e-3).
+  and mean = c + mean(d). Because c is itself one of the gradients, it lies about
+  one std from the mean: ||mean(d)||^2 is about ||std||^2 and (1/B) sum_b ||d_b||^2
+  about twice that, whatever the signal-to-noise ratio, so the subtraction cancels
+  about half (one bit) and float32 sums keep the std norm right to about 1e-5
+  relative (tested at SNR 1000 against a float64 two-pass reference: 1e-7 measured,
+  where unshifted float32 sums were off by 6e-3).
   Float64 gradients accumulate in float64.
   Cost per batch, float32 on a CPU: one fused pass per parameter (a small
   single-threaded numba kernel: read g and c, update the sum, add ||d||^2 in
@@ -39,7 +40,9 @@ Conventions:
   1.4 ms for three torch ops (subtract, add, dot) and 2 ms for the float64 sums
   used before; ``hold=4`` (what the trainer uses on a CPU) adds four batches per
   pass and costs 0.47 ms. Single-threaded so that no second OpenMP pool spins
-  beside torch's. Without numba, on a GPU or for float64: the three torch ops.
+  beside torch's. Otherwise (without numba, on a GPU, float64 or half-precision
+  gradients, non-contiguous ones, or a parameter with no gradient at the epoch's
+  first batch): the three torch ops, with ||d||^2 taken in float64.
   ``summary()`` syncs once (a few ``.item()`` calls per layer).
 - A layer given as a list of parameters (e.g. ``[weight, bias]``) is treated as the
   one vector of all their elements: norms are taken over the concatenation. Pass
@@ -50,6 +53,7 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -71,9 +75,10 @@ class GradientStats:
             write into a gradient after ``update()``: clear gradients with
             ``zero_grad(set_to_none=True)`` (PyTorch's default) and use an optimizer
             that leaves ``.grad`` alone (``torch.optim.Adam`` and ``SGD`` without
-            Nesterov momentum do). A
-            gradient tensor that comes back in place (``set_to_none=False``) is
-            detected and raises. Other devices and dtypes are added at once.
+            Nesterov momentum do), and clip or unscale before ``update()``. A held
+            gradient written in place afterwards (``zero_grad(set_to_none=False)``,
+            clipping) is detected by its version counter and raises. Other devices
+            and dtypes are added at once.
 
     Raises:
         ValueError: ``layer_params`` is empty, a layer has no parameters, or
@@ -139,8 +144,9 @@ class GradientStats:
 
         Raises:
             RuntimeError: no tracked parameter has a gradient (``update()`` called
-                before ``backward()``), or with ``hold=4`` a held gradient came back
-                in place.
+                before ``backward()``), a gradient changed size, or with ``hold=4``
+                a held gradient was written in place. After this error the epoch's
+                statistics are incomplete: call ``reset()``.
         """
         flat = self._flat
         if all(a.param.grad is None for a in flat):
@@ -174,6 +180,9 @@ class GradientStats:
             - ``batches`` (int): B, the number of ``update()`` calls.
 
             With B == 0 the three gradient values are ``nan``.
+
+        Raises:
+            RuntimeError: with ``hold=4``, a gradient still held was written in place.
             Units: those of the gradient (loss units per parameter unit); norms are
             over all elements of the layer's parameters.
         """
@@ -230,12 +239,15 @@ class _Accumulator:
 
     __slots__ = ("param", "shift", "total", "sq", "_hold", "_held", "_np", "_scratch")
 
+    # _held: (gradient, its version when held) pairs; autograd's version counter
+    # moves with every in-place write, so a changed one means the data is not the batch's.
+
     def __init__(self, param: torch.Tensor, hold: int) -> None:
         self.param = param
         self.shift = self.total = None
         self.sq = 0.0
         self._hold = hold
-        self._held: list[torch.Tensor] = []
+        self._held: list[tuple[torch.Tensor, int]] = []
         self._np = None  # (shift, total) as NumPy views when the fused kernel applies
 
     def start(self, scratch: dict) -> None:
@@ -253,34 +265,43 @@ class _Accumulator:
 
     def add(self, g: torch.Tensor | None) -> None:
         """Add one mini-batch gradient (None counts as zero)."""
+        if g is not None and g.numel() != self.total.numel():
+            raise RuntimeError(
+                f"GradientStats: a gradient changed size within the epoch ({self.total.numel()} -> {g.numel()} "
+                "elements); call reset() after replacing a parameter"
+            )
         if self._np is not None and g is not None and _fusable(g, self.total):
             if self._hold == 1:
                 self.sq += _FUSED(g.detach().numpy().reshape(-1), *self._np)
                 return
-            ptr = g.data_ptr()
-            if any(h.data_ptr() == ptr for h in self._held):
-                raise RuntimeError(
-                    "GradientStats(hold=4): a gradient was reused in place (zero_grad(set_to_none=False)?); "
-                    "clear gradients with set_to_none=True or use hold=1"
-                )
-            self._held.append(g.detach())
+            self._held.append((g.detach(), g._version))
             if len(self._held) == 4:
-                views = [h.numpy().reshape(-1) for h in self._held]
-                self.sq += _FUSED4(*views, *self._np)
+                self.sq += _FUSED4(*self._held_views(), *self._np)
                 self._held.clear()
             return
         self._add_torch(g)
 
     def flush(self) -> None:
         """Add the gradients still held (fewer than four), one by one."""
-        for h in self._held:
-            self.sq += _FUSED(h.numpy().reshape(-1), *self._np)
+        for view in self._held_views():
+            self.sq += _FUSED(view, *self._np)
         self._held.clear()
+
+    def _held_views(self) -> list:
+        for h, version in self._held:
+            if h._version != version:
+                self._held.clear()
+                raise RuntimeError(
+                    "GradientStats(hold=4): a held gradient was written in place after update() "
+                    "(zero_grad(set_to_none=False), clipping or unscaling after update()?); "
+                    "clear gradients with set_to_none=True, clip before update(), or use hold=1"
+                )
+        return [h.numpy().reshape(-1) for h, _ in self._held]
 
     def _add_torch(self, g: torch.Tensor | None) -> None:
         if g is None:  # a zero gradient: d = -c
             self.total.sub_(self.shift)
-            self.sq += torch.dot(self.shift, self.shift).double()
+            self.sq += torch.linalg.vector_norm(self.shift, dtype=torch.float64).square()
             return
         g = g.detach().reshape(-1)
         key = (g.device, self.total.dtype)
@@ -290,12 +311,14 @@ class _Accumulator:
         d = buf[: g.numel()]
         torch.sub(g, self.shift, out=d)
         self.total.add_(d)
-        self.sq += torch.dot(d, d).double()
+        self.sq += torch.linalg.vector_norm(d, dtype=torch.float64).square()  # float64: no overflow
 
 
 def _fusable(g: torch.Tensor, total: torch.Tensor) -> bool:
-    """Whether the fused CPU kernel applies: float32 on the CPU, contiguous."""
-    return g.device.type == "cpu" and g.dtype == torch.float32 and total.dtype == torch.float32 and g.is_contiguous()
+    """Whether the fused CPU kernel applies: float32 on the CPU, contiguous, a plain
+    (not negated) view, so that ``.numpy()`` shares its memory."""
+    return (g.device.type == "cpu" and g.dtype == torch.float32 and total.dtype == torch.float32
+            and g.is_contiguous() and not g.is_neg())
 
 
 _FUSED = None  # the compiled kernel once loaded; False when numba is unavailable
@@ -314,7 +337,10 @@ def _fused_kernel():
             if _FUSED is None:
                 try:
                     _FUSED4, _FUSED = _compile_fused_kernels()
-                except Exception:  # no numba, or one that fails to load or compile: torch ops
+                except ImportError:  # no numba: torch ops
+                    _FUSED = False
+                except Exception as exc:  # a numba that fails to load or compile: torch ops, said once
+                    warnings.warn(f"gradient statistics: numba kernel unavailable ({exc!r}); using torch ops", RuntimeWarning)
                     _FUSED = False
     return _FUSED or None
 

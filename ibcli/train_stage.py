@@ -7,6 +7,8 @@ import threading
 import time
 from dataclasses import fields
 
+import torch
+
 from ibcli.data import default_data_dir
 from ibcli.errors import UserError
 from ibcli.gradient_stats import preload_kernel
@@ -76,8 +78,8 @@ def run_train(options: dict, explicit: set[str], resume: str | None, run_name: s
         if options.get("probe_split") is None:
             options["probe_split"] = "all" if options["dataset"] == "ib12" else "test"
         cfg = TrainConfig(**options)
-    if cfg.grad_stats:
-        preload_kernel()  # numba's imports (about 1 s) with ours, not in the first batch
+    if cfg.grad_stats and not (cfg.device in ("cuda", "auto") and torch.cuda.is_available()):
+        preload_kernel()  # CPU runs: numba's imports (about 1 s) with ours, not in the first batch
     progress = make_progress(quiet)
     try:
         trainer = Trainer(cfg, TrainProgress(progress))
