@@ -30,7 +30,7 @@ run: $(STAMP)
 	$(BIN)/ibcli plot $$id --output figures/mlp; \
 	echo "train run $$id: figures in figures/mlp, browse with: make ui"
 
-# Speed figures against their targets (benchmarks/README.md): about 5 minutes on 2 cores.
+# Speed figures against their targets (benchmarks/README.md): about 3.5 minutes on 2 cores.
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench.py --data-dir $(DATA)
 
