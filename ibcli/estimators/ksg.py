@@ -252,13 +252,7 @@ def _kth_brute(z: np.ndarray, k: int) -> np.ndarray:
         return out
     import torch
 
-    zt = torch.from_numpy(z)
-    n = z.shape[0]
-    step = _block_rows(n, z.itemsize)
-    for s in range(0, n, step):
-        e = min(n, s + step)
-        d = torch.cdist(zt[s:e], zt, p=float("inf"))
-        d[torch.arange(e - s), torch.arange(s, e)] = float("inf")  # not its own neighbour
+    for s, e, d in _distance_blocks(z):
         out[s:e] = torch.kthvalue(d, k, dim=1).values.numpy()
     return out
 
@@ -274,16 +268,26 @@ def _count_brute(a: np.ndarray, r: np.ndarray) -> np.ndarray:
         return out
     import torch
 
-    at = torch.from_numpy(a)
     rt = torch.from_numpy(r)
+    for s, e, d in _distance_blocks(a):
+        out[s:e] = (d < rt[s:e, None]).sum(dim=1).numpy()
+    return out
+
+
+def _distance_blocks(a: np.ndarray):
+    """Without numba: yield (s, e, D) over row blocks, D the (e - s, n) max-norm
+    distances of rows s..e-1 to all rows, each row's distance to itself set to inf
+    (a point is neither its own neighbour nor counted)."""
+    import torch
+
+    at = torch.from_numpy(a)
     n = a.shape[0]
     step = _block_rows(n, a.itemsize)
     for s in range(0, n, step):
         e = min(n, s + step)
         d = torch.cdist(at[s:e], at, p=float("inf"))
-        d[torch.arange(e - s), torch.arange(s, e)] = float("inf")  # not counted
-        out[s:e] = (d < rt[s:e, None]).sum(dim=1).numpy()
-    return out
+        d[torch.arange(e - s), torch.arange(s, e)] = float("inf")
+        yield s, e, d
 
 
 def _kth(z: np.ndarray, k: int, neighbours: str) -> np.ndarray:
