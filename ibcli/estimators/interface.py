@@ -25,7 +25,8 @@ import numpy as np
 
 from .errors import EstimatorInputError
 
-__all__ = ["Param", "Column", "PlanePoint", "LayerValues", "Estimator"]
+__all__ = ["Param", "Column", "PlanePoint", "LayerValues", "Estimator", "NOISE_VAR", "SE_COLUMNS", "SD_COLUMNS",
+           "BASELINE_COLUMNS", "FLAG_COLUMN"]
 
 
 @dataclass(frozen=True)
@@ -216,3 +217,32 @@ class Estimator:
             EstimatorInputError: data the method cannot use (message names what and why).
         """
         raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------------------------
+# Declarations several methods share: declare them once, here, and list them in `params` /
+# `columns` (the registry checks that a name means one thing everywhere).
+
+#: The Gaussian noise Z ~ N(0, s2 I) added to T by the methods that estimate I(X; T+Z) and I(T+Z; Y).
+NOISE_VAR = Param("noise_var", float, 0.1, "variance s2 of the Gaussian noise Z added to T (T's units squared); repeat to sweep",
+                  multiple=True, low=0.0, low_open=True)
+
+#: Standard error of the reported I(X;T) / I(T;Y) (Monte Carlo error, or sd/sqrt(R) of a mean over R repeats).
+SE_COLUMNS = (
+    Column("i_xt_se_bits", "float64", "standard error of i_xt_bits", nats=True),
+    Column("i_ty_se_bits", "float64", "standard error of i_ty_bits", nats=True),
+)
+#: Spread (sd, ddof=1) of I(X;T) / I(T;Y) over the repeats whose mean is reported (noise draws, seeds).
+SD_COLUMNS = (
+    Column("i_xt_sd_bits", "float64", "sd of I(X;T) over the repeats averaged in i_xt_bits", nats=True),
+    Column("i_ty_sd_bits", "float64", "sd of I(T;Y) over the repeats averaged in i_ty_bits", nats=True),
+)
+#: Opt-in bias baseline: the same estimator on a shuffled (independent) pairing, whose truth is 0.
+BASELINE_COLUMNS = (
+    Column("i_xt_baseline_bits", "float64", "mean I(X;T) estimate on shuffled pairings (truth 0)", nats=True),
+    Column("i_xt_baseline_q95_bits", "float64", "95 % quantile of the shuffled-pairing I(X;T) estimates", nats=True),
+    Column("i_ty_baseline_bits", "float64", "mean I(T;Y) estimate on shuffled pairings (truth 0)", nats=True),
+    Column("i_ty_baseline_q95_bits", "float64", "95 % quantile of the shuffled-pairing I(T;Y) estimates", nats=True),
+)
+#: Why a point should not be read as a plain estimate (None when it can); plots mark flagged points.
+FLAG_COLUMN = Column("flag", "string", "why this point is not to be trusted as is (empty when it is)")
