@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ibcli import activations as act
-from ibcli.data import DatasetTensors, load_dataset, make_probe_set
+from ibcli.datasets import DatasetTensors, load_dataset, make_probe_set
 from ibcli.errors import UserError
 from ibcli.gradient_stats import GradientStats
 from ibcli.models import MODEL_ALIASES, build_model
