@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 from typer._click.exceptions import UsageError  # Typer vendors click; its errors live here
 
+from ibcli.datasets import DATASETS
 from ibcli.errors import UserError
 from ibcli.progress import stderr
 
@@ -32,9 +33,7 @@ class Model(str, Enum):
     tishby = "tishby"
 
 
-class Dataset(str, Enum):
-    mnist = "mnist"
-    ib12 = "ib12"
+Dataset = Enum("Dataset", {name: name for name in DATASETS}, type=str)  # --dataset choices: the registry's names
 
 
 class Activation(str, Enum):
@@ -118,7 +117,7 @@ def _raise_interrupt(signum, frame):
 def train(
     ctx: typer.Context,
     model: Annotated[Model, typer.Option(help="Network: mlp (784-1024-20-20-20-20-10), cnn, or ib/tishby (12-10-7-5-4-3-2).")] = Model.mlp,
-    dataset: Annotated[Dataset, typer.Option(help="mnist, or ib12: the 12-bit task of Shwartz-Ziv & Tishby (shipped, offline).")] = Dataset.mnist,
+    dataset: Annotated[Dataset, typer.Option(help="mnist, fashion-mnist, cifar10 (read from --data-dir, downloaded when missing), or ib12: the 12-bit task of Shwartz-Ziv & Tishby (shipped, offline).")] = Dataset("mnist"),
     activation: Annotated[Activation, typer.Option(help="Hidden-layer nonlinearity.")] = Activation.tanh,
     optimizer: Annotated[Optimizer, typer.Option(help="sgd (with --momentum) or adam.")] = Optimizer.adam,
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
@@ -128,8 +127,8 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 128,
     device: Annotated[Device, typer.Option(help="auto = cuda when available, else cpu.")] = Device.auto,
     seed: Annotated[int, typer.Option(help="Seed for init, shuffling and splits.")] = 0,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Holds MNIST/raw/ (default: $IBCLI_DATA_DIR, else ./data).")] = None,
-    train_fraction: Annotated[Optional[float], typer.Option(help="MNIST: keep this prefix of the train set; ib12: train share of the split (default 0.85).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Holds MNIST/raw/, FashionMNIST/raw/, cifar-10-batches-py/ (default: $IBCLI_DATA_DIR, else ./data).")] = None,
+    train_fraction: Annotated[Optional[float], typer.Option(help="mnist, fashion-mnist, cifar10: keep this prefix of the train set; ib12: train share of the split (default 0.85).")] = None,
     probe_split: Annotated[Optional[ProbeSplit], typer.Option(help="Where the probe set comes from (default: test; all for ib12).")] = None,
     probe_size: Annotated[Optional[int], typer.Option(help="Probe samples (default: the whole split).")] = None,
     log_epochs: Annotated[str, typer.Option(help="Epochs to record: all, every:K, log[:N] (N log-spaced, default 30), none, or 1,2,5.")] = "log:30",
