@@ -58,7 +58,8 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _unpickle(path: Path) -> dict:
-    """A batch file's dict, its keys as str (Python 2 pickles give bytes or str keys).
+    """A batch file's dict with str keys (the official Python 2 files give str keys when read
+    with latin1; batches re-saved from Python 3 may have bytes keys).
 
     Raises:
         UserError: unreadable, not a pickle, or not a dict.
@@ -71,7 +72,8 @@ def _unpickle(path: Path) -> dict:
     except OSError as exc:
         raise UserError(f"cannot read CIFAR-10 file {path} ({exc.strerror}): fix its permissions or {fix}") from None
     except Exception as exc:  # UnpicklingError, EOFError, ValueError... on truncated or foreign files
-        raise UserError(f"CIFAR-10 file {path} is truncated or corrupt ({type(exc).__name__}): {fix}") from None
+        detail = str(exc).strip().splitlines()[:1]
+        raise UserError(f"CIFAR-10 file {path} is truncated or corrupt ({': '.join([type(exc).__name__, *detail])}): {fix}") from None
     if not isinstance(entry, dict):
         raise UserError(f"CIFAR-10 file {path} holds a {type(entry).__name__}, not a batch dict: {fix}")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
