@@ -167,7 +167,7 @@ def bench_training(args, work: Path):
     """Items 1 and 2. Returns the default trainer (its records feed items 3, 5 and 6)."""
     t = time.perf_counter()
     import torch
-    import torchvision.datasets  # noqa: F401  (imported lazily by ibcli.data)
+    import torchvision.datasets  # noqa: F401  (ibcli.datasets imports it only to download)
     import mlflow  # noqa: F401
 
     from ibcli.gradient_stats import preload_kernel

@@ -20,16 +20,14 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from ibcli.data import DATASETS as DATASET_NAMES
+from ibcli.datasets import DATASETS
 from ibcli.devices import DEVICES
 from ibcli.errors import UserError
 from ibcli.estimators import registry
 from ibcli.estimators.errors import EstimatorInputError
-from ibcli.models import ACTIVATIONS, MODEL_ALIASES, MODELS
+from ibcli.models import ACTIVATIONS, MODEL_ALIASES, MODELS, OPTIMIZERS
 from ibcli.progress import stderr
-from ibcli.training import OPTIMIZERS
 
-MODEL_NAMES, ACTIVATION_NAMES, OPTIMIZER_NAMES = (*MODELS, *MODEL_ALIASES), tuple(ACTIVATIONS), OPTIMIZERS
 
 app = typer.Typer(
     help="Information-plane analysis of neural networks: train -> mi -> plot, each stage an MLflow run.",
@@ -44,10 +42,10 @@ def _choices(name: str, values) -> type[Enum]:
     return Enum(name, {v: v for v in values}, type=str)
 
 
-Model = _choices("Model", MODEL_NAMES)
-Dataset = _choices("Dataset", DATASET_NAMES)
-Activation = _choices("Activation", ACTIVATION_NAMES)
-Optimizer = _choices("Optimizer", OPTIMIZER_NAMES)
+Model = _choices("Model", (*MODELS, *MODEL_ALIASES))
+Dataset = _choices("Dataset", DATASETS)
+Activation = _choices("Activation", ACTIVATIONS)
+Optimizer = _choices("Optimizer", OPTIMIZERS)
 Device = _choices("Device", DEVICES)
 ProbeSplit = _choices("ProbeSplit", ("test", "train", "all"))
 DType = _choices("DType", ("float32", "float16"))

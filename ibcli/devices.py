@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from ibcli.errors import UserError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -15,6 +13,8 @@ def resolve_device(name: str) -> str:
     Raises:
         UserError: "cuda" without a GPU visible to torch, or an unknown name.
     """
+    import torch  # here, not at the top: the CLI reads DEVICES and must start without torch
+
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():

@@ -22,11 +22,11 @@ import torch
 from torch import nn
 
 from ibcli import activations as act
-from ibcli.data import DatasetTensors, load_dataset, make_probe_set
+from ibcli.datasets import DatasetTensors, load_dataset, make_probe_set
 from ibcli.devices import resolve_device
 from ibcli.errors import UserError
 from ibcli.gradient_stats import GradientStats
-from ibcli.models import MODEL_ALIASES, build_model
+from ibcli.models import MODEL_ALIASES, OPTIMIZERS, build_model
 from ibcli.recorder import Recorder
 from ibcli.schedule import parse_epoch_schedule, parse_step_schedule
 from ibcli.store import CONFIG_TAG
@@ -36,7 +36,6 @@ CHECKPOINT = "checkpoints/last.pt"
 METRICS_FLUSH_SECONDS = 2.0
 CHECKPOINT_SECONDS = 30.0
 GRADIENTS = "gradients/gradient_stats.parquet"
-OPTIMIZERS = ("sgd", "adam")
 
 
 class Diverged(UserError):

@@ -24,10 +24,13 @@ from __future__ import annotations
 import io
 import math
 from importlib import resources
+from typing import TYPE_CHECKING
 
-import numpy as np
-import scipy.io
-import torch
+from ibcli.datasets.base import Dataset, DatasetTensors, check_train_fraction
+from ibcli.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 #: Name of the packaged data file (inside ``ibcli/datasets/``).
 MAT_FILENAME = "var_u.mat"
@@ -73,6 +76,10 @@ def load_ib12() -> tuple[torch.Tensor, torch.Tensor]:
         ValueError: the file does not hold ``F`` of shape (4096, 12) and ``y`` of
             4096 binary labels (a corrupted or replaced file).
     """
+    import numpy as np  # here, not at the top: the CLI imports this package without torch
+    import scipy.io
+    import torch
+
     mat = scipy.io.loadmat(io.BytesIO(_read_mat_bytes()))
     if "F" not in mat or "y" not in mat:
         raise ValueError(f"{MAT_FILENAME} must hold arrays 'F' and 'y'; found {sorted(k for k in mat if not k.startswith('__'))}")
@@ -113,6 +120,9 @@ def split_ib12(
         ValueError: ``train_fraction`` not in (0, 1), ``n`` not an int >= 2, or a
             split that would leave the train or the test set empty.
     """
+    import numpy as np
+    import torch
+
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
         raise ValueError(f"n must be an integer >= 2, got {n!r}")
     try:
@@ -132,3 +142,31 @@ def split_ib12(
     train_idx = torch.sort(perm[:n_train]).values
     test_idx = torch.sort(perm[n_train:]).values
     return train_idx, test_idx
+
+
+class IB12(Dataset):
+    """The 12-bit task as a dataset: ships inside ibcli, so `root` and `download` are unused.
+
+    `load(train_fraction, seed)`: x float32 (n, 12) in {0, 1}, y int64 in {0, 1}; train/test
+    is the seeded split of `split_ib12` (`train_fraction` = the train share, None = 0.85, < 1);
+    `x_all`/`y_all` hold all 4096 patterns in counting order, the default probe set.
+    """
+
+    name = "ib12"
+    title = "12-bit task"
+    input_shape = (N_BITS,)
+    num_classes = 2
+    probe_split = "all"
+
+    def load(self, train_fraction: float | None = None, seed: int = 0) -> DatasetTensors:
+        """Raises UserError: train_fraction outside (0, 1)."""
+        check_train_fraction(train_fraction)
+        fraction = 0.85 if train_fraction is None else train_fraction
+        if fraction >= 1.0:
+            raise UserError("--train-fraction for ib12 is the train share of a split and must be < 1")
+        x, y = load_ib12()
+        try:
+            train_idx, test_idx = split_ib12(len(x), train_fraction=fraction, seed=seed)
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+        return DatasetTensors(self.name, x[train_idx], y[train_idx], x[test_idx], y[test_idx], self.num_classes, x_all=x, y_all=y)

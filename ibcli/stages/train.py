@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from ibcli.data import default_data_dir
+from ibcli.datasets import default_data_dir, get_dataset
 from ibcli.errors import UserError
 from ibcli.gradient_stats import preload_kernel
 from ibcli.progress import TrainProgress, make_progress
@@ -66,7 +66,7 @@ def run_train(options: dict, explicit: set[str], resume: str | None, run_name: s
         if options.get("data_dir") is None:
             options["data_dir"] = str(default_data_dir())
         if options.get("probe_split") is None:
-            options["probe_split"] = "all" if options["dataset"] == "ib12" else "test"
+            options["probe_split"] = get_dataset(options["dataset"]).probe_split
         cfg = TrainConfig(**options)
     if cfg.grad_stats and not (cfg.device in ("cuda", "auto") and torch.cuda.is_available()):
         preload_kernel()  # CPU runs: numba's imports (about 1 s) with ours, not in the first batch
