@@ -45,8 +45,9 @@ One eigendecomposition of an N x N matrix is about 10^12 flops at N = 10 000. He
   Gram matrices Σ_ij (K^X_ij K^T_ij)² / N² and Σ_{ij: y_i = y_j} (K^T_ij)² / N². One pass
   over the upper-triangular chunk x chunk tiles of the pairwise squared distances (a BLAS
   matrix product per tile, rows sorted by class so a class is a contiguous run) gives all of
-  them, all N samples used. Work memory: three chunk² tiles per worker thread (36 MiB per
-  worker at the default chunk 1024 in float64, half that in float32), never N x N.
+  them, all N samples used. Work memory: at most three chunk² tiles per worker thread (24 MiB
+  per worker at the default chunk 1024 in float64, 12 MiB in float32), never N x N; the
+  optional X cache (`XGramCache`) adds about 2 N² bytes in float32.
 - α != 2 eigendecomposes the Gram matrices of a seeded random subsample of at most
   `eig_samples` probe samples (default 1000, drawn by position with
   numpy.random.default_rng(seed); the same seed gives the same subsample), so those values
@@ -93,8 +94,8 @@ __all__ = [
 ]
 
 DEFAULT_CHUNK_SIZE = 1024
-#: Subsample for α != 2: three eigendecompositions of this size per point (T, X∘T, and the
-#: per-class blocks of T∘Y), about a second each on two cores, so a point costs seconds.
+#: Subsample for α != 2: per point two eigendecompositions of this size (T and X∘T) and one per
+#: class block of T∘Y, so a point costs seconds, not minutes (O(m³)).
 DEFAULT_EIG_SAMPLES = 1000
 #: The most memory the X cache (`XGramCache`) may hold: 1 GiB.
 X_CACHE_MAX_BYTES = 1 << 30
@@ -164,9 +165,9 @@ def silverman_width(data, spread: float | None = None) -> float:
     sigma = s * N^(-1/(4 + d)), where N and d are data's rows and columns and s is the
     data's spread: by default the root of its average marginal variance,
     s = sqrt(mean_k Var(data[:, k])) (ddof = 1). Yu & Príncipe (2019, Neural Networks 117)
-    and Yu et al. (2019, IEEE TNNLS) take sigma = gamma N^(-1/(4+d)) with gamma "selected
-    by taking into consideration the data's average marginal variance"; here gamma = s, so
-    the width follows the data's scale. Silverman's normal-reference rule (Silverman 1986,
+    and Yu et al. (2019, IEEE TNNLS) take sigma = gamma N^(-1/(4+d)) with an empirical gamma
+    chosen with the data's average marginal variance in mind; here gamma = s, so the width
+    follows the data's scale and needs no tuning. Silverman's normal-reference rule (Silverman 1986,
     Density Estimation, h = (4/(d+2))^(1/(d+4)) s N^(-1/(d+4))) has the extra factor
     (4/(d+2))^(1/(d+4)), between 0.92 and 1.06 for every d, which Yu et al. leave out.
 
@@ -555,8 +556,8 @@ def gaussian_renyi2_entropy(data, width: float | None = None, chunk_size: int | 
 
     S_2(A) = -ln tr(A²) = -ln Σ_ij K_ij² / N² with K_ij = exp(-||a_i - a_j||² / (2 width²))
     (Sánchez Giraldo et al. 2015; tr(A²) = ||A||_F² for symmetric A). Computed tile by tile
-    over the upper triangle, never forming the N x N matrix: O(N² d) time, work memory two
-    chunk_size² tiles per worker (`DEFAULT_CHUNK_SIZE` = 1024: 16 MiB per worker in float64).
+    over the upper triangle, never forming the N x N matrix: O(N² d) time, work memory one
+    chunk_size² tile per worker (`DEFAULT_CHUNK_SIZE` = 1024: 8 MiB per worker in float64).
 
     Parameters
     ----------
