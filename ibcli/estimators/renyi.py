@@ -800,7 +800,7 @@ ALPHA = Param("alpha", float, 2.0,
               "eigendecomposes a seeded subsample (--eig-samples); 1 = von Neumann", low=0.0, low_open=True)
 KERNEL_WIDTH = Param("kernel_width", float, None,
                      "Gaussian kernel width for T, in T's units; default: Silverman's rule s N^(-1/(4+d)) as Yu et al., "
-                     "s = the layer's spread over all records", low=0.0, low_open=True)
+                     "s = sd of the layer's values pooled over all records", low=0.0, low_open=True)
 X_KERNEL_WIDTH = Param("x_kernel_width", float, None,
                        "Gaussian kernel width for the probe inputs X, in X's units; default: Silverman's rule "
                        "s N^(-1/(4+d_x)), s = root of X's average marginal variance", low=0.0, low_open=True)
@@ -817,7 +817,9 @@ class RenyiEstimator(Estimator):
     α = 2); `clear_cache()` frees it. T's default width uses one spread per layer pooled over
     every record (`prepare`), so the width does not follow each record's scale (a per-record
     width would rescale saturation away, as a per-epoch bin range would); without a
-    context it falls back to the record's own spread.
+    context it falls back to the record's own spread. For α != 2 the subsample is drawn with
+    `seed`: the same seed for every point of a run gives every point the same subsample (and
+    lets the X cache serve them all).
     """
 
     name = "renyi"
@@ -861,6 +863,7 @@ class RenyiEstimator(Estimator):
 
     def points(self, t, labels, *, x, params: dict, context=None, seed: int = 0,
                device: str = "cpu") -> list[PlanePoint]:
+        """One PlanePoint: I_α(X;T), I_α(T;Y) in nats and the declared columns (see `Estimator.points`)."""
         if x is None:
             raise EstimatorInputError("method 'renyi' needs the probe inputs x (its I(X;T) uses X's Gram matrix)")
         spread = context.get("spread") if isinstance(context, dict) else None
