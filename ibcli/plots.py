@@ -11,11 +11,30 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from ibcli.estimators import registry
+from ibcli.estimators.errors import EstimatorInputError
+
 
 def estimator_label(row) -> str:
-    """"kde (s2=0.1)" for methods with added noise, else the method name."""
-    nv = row["noise_var"] if "noise_var" in row else None
-    return row["method"] if nv is None or pd.isna(nv) else f"{row['method']} (s2={nv:g})"
+    """The method's own label of this row's setting (e.g. "kde (s2=0.1)", "renyi (α=2)")."""
+    row = dict(row)
+    try:
+        return registry.get(row["method"]).label(row)
+    except EstimatorInputError:  # a table from a method this version does not know
+        return str(row["method"])
+
+
+def quantity(method: str) -> tuple[str, str]:
+    """The axis names of a method's plane: ("I(X;T)", "I(T;Y)"), or the Rényi ones for renyi."""
+    try:
+        return registry.get(method).quantity
+    except EstimatorInputError:
+        return ("I(X;T)", "I(T;Y)")
+
+
+def _quantities(df: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """{estimator label: axis names} for the labelled table `df`."""
+    return {est: quantity(m) for est, m in df.groupby("estimator", sort=False)["method"].first().items()}
 
 
 def _with_labels(mi: pd.DataFrame) -> pd.DataFrame:
@@ -32,6 +51,7 @@ def information_plane(mi: pd.DataFrame, title: str = "Information plane") -> go.
     """
     mi = _with_labels(mi)
     estimators = list(dict.fromkeys(mi["estimator"]))
+    names = _quantities(mi)
     fig = make_subplots(rows=1, cols=len(estimators), subplot_titles=estimators, horizontal_spacing=0.06)
     emax = max(float(mi["epoch"].max()), 1e-9)
     for col, est in enumerate(estimators, start=1):
@@ -46,10 +66,10 @@ def information_plane(mi: pd.DataFrame, title: str = "Information plane") -> go.
                             showscale=col == len(estimators), colorbar=dict(title="epoch")),
                 customdata=np.stack([g["epoch"], g["step"]], axis=1),
                 hovertemplate=f"{name}<br>epoch %{{customdata[0]:.3g}} (step %{{customdata[1]}})"
-                              "<br>I(X;T) %{x:.3f} bits<br>I(T;Y) %{y:.3f} bits<extra>" + est + "</extra>",
+                              f"<br>{names[est][0]} %{{x:.3f}} bits<br>{names[est][1]} %{{y:.3f}} bits<extra>" + est + "</extra>",
             ), row=1, col=col)
-        fig.update_xaxes(title_text="I(X;T) [bits]", row=1, col=col)
-        fig.update_yaxes(title_text="I(T;Y) [bits]" if col == 1 else None, row=1, col=col)
+        fig.update_xaxes(title_text=f"{names[est][0]} [bits]", row=1, col=col)
+        fig.update_yaxes(title_text=f"{names[est][1]} [bits]", row=1, col=col)
     fig.update_layout(title=title, height=520, width=max(560, 480 * len(estimators)))
     return fig
 
@@ -58,7 +78,8 @@ def mi_per_epoch(mi: pd.DataFrame, title: str = "Mutual information per epoch") 
     """I(X;T) (left) and I(T;Y) (right) against epoch, one line per layer, one row per estimator."""
     mi = _with_labels(mi)
     estimators = list(dict.fromkeys(mi["estimator"]))
-    titles = [f"{e}: {q}" for e in estimators for q in ("I(X;T)", "I(T;Y)")]
+    names = _quantities(mi)
+    titles = [f"{e}: {q}" for e in estimators for q in names[e]]
     fig = make_subplots(rows=len(estimators), cols=2, subplot_titles=titles, vertical_spacing=0.12 / max(1, len(estimators) - 1) if len(estimators) > 1 else 0.1)
     for r, est in enumerate(estimators, start=1):
         sub = mi[mi["estimator"] == est]
@@ -185,8 +206,9 @@ def information_plane_mean_grid(aggs: dict, title: str = "Information plane, mea
             for i, (_, g) in enumerate(sub.groupby("layer_index", sort=True)):
                 _plane_mean_traces(fig, g, i, f"{label} {est}".strip(), emax, r, col,
                                    showlegend=r == 1 and col == 1, showscale=r == 1 and col == len(estimators))
-            fig.update_xaxes(title_text="I(X;T) [bits]" if r == len(labels) else None, showticklabels=True, row=r, col=col)
-            fig.update_yaxes(title_text="I(T;Y) [bits]" if col == 1 else None, row=r, col=col)
+            qx, qy = quantity(sub["method"].iloc[0]) if len(sub) else ("I(X;T)", "I(T;Y)")
+            fig.update_xaxes(title_text=f"{qx} [bits]" if r == len(labels) else None, showticklabels=True, row=r, col=col)
+            fig.update_yaxes(title_text=f"{qy} [bits]" if col == 1 else None, row=r, col=col)
     fig.update_layout(title=title, height=max(540, 480 * len(labels) + 60), width=max(600, 500 * len(estimators)))
     return fig
 
@@ -209,7 +231,8 @@ def mi_per_epoch_mean(agg: pd.DataFrame, title: str = "Mutual information per ep
     filled band (*_lo to *_hi), one row per estimator; a button switches the epoch axis to log."""
     agg = _agg_with_labels(agg)
     estimators = list(dict.fromkeys(agg["estimator"]))
-    titles = [f"{e}: {q}" for e in estimators for q in ("I(X;T)", "I(T;Y)")]
+    names = _quantities(agg)
+    titles = [f"{e}: {q}" for e in estimators for q in names[e]]
     fig = make_subplots(rows=len(estimators), cols=2, subplot_titles=titles,
                         vertical_spacing=0.12 / max(1, len(estimators) - 1) if len(estimators) > 1 else 0.1)
     for r, est in enumerate(estimators, start=1):

@@ -317,7 +317,7 @@ def test_adapter_width_from_prepared_spread_and_given_width():
               for r in records]
     assert widths[0] == widths[1] == pytest.approx(spread * 120 ** (-1 / 7))  # one width per layer
     given = est.check_params({"kernel_width": 0.25})
-    assert est.prepare(FakeLayers({"layer1": records}), ["layer1"], given, seed=0) == {}
+    assert est.prepare(FakeLayers({"layer1": records}), ["layer1"], given, seed=7) == {"layer1": {"seed": 7, "spread": None}}
     [p] = est.points(t, labels, x=x, params=given)
     r = renyi_information_plane(x, t, labels, t_width=0.25)
     assert p.values["kernel_width_t"] == 0.25 and p.i_xt_nats == pytest.approx(r.i_xt, abs=1e-12)
@@ -354,3 +354,17 @@ def test_cache_respects_its_memory_limit():
     assert cache.nbytes == 0
     b = renyi_information_plane(x, t, labels, x_cache=cache, chunk_size=30)  # recomputes K^X
     assert (b.i_xt, b.i_ty) == pytest.approx((a.i_xt, a.i_ty), abs=1e-12)
+
+
+def test_adapter_uses_the_runs_seed_for_every_record():
+    """alpha != 2 subsamples: the record's own seed (seed + step in the mi stage) must not
+    change the subsample, so every epoch is measured on the same samples."""
+    x, t, labels = layer_data(n=150)
+    est = RenyiEstimator()
+    params = est.check_params({"alpha": 1.5, "eig_samples": 60, "kernel_width": 0.5})
+    ctx = est.prepare(FakeLayers({"layer1": [t]}), ["layer1"], params, seed=3)["layer1"]
+    a = est.points(t, labels, x=x, params=params, context=ctx, seed=100)[0]
+    b = est.points(t, labels, x=x, params=params, context=ctx, seed=200)[0]
+    c = est.points(t, labels, x=x, params=params, seed=200)[0]  # no context: the given seed
+    assert (a.i_xt_nats, a.i_ty_nats) == (b.i_xt_nats, b.i_ty_nats)
+    assert a.values["gram_samples"] == 60 and (c.i_xt_nats, c.i_ty_nats) != (a.i_xt_nats, a.i_ty_nats)

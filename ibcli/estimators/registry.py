@@ -13,6 +13,7 @@ from .interface import Column, Estimator, Param
 from .kde import KDEEstimator
 from .ksg import KSGEstimator
 from .mine import MINEEstimator
+from .renyi import RenyiEstimator
 
 __all__ = ["ESTIMATORS", "METHODS", "ALIASES", "get", "canonical_method", "all_params", "result_columns"]
 
@@ -21,6 +22,7 @@ ESTIMATORS: tuple[Estimator, ...] = (
     KDEEstimator(),
     KSGEstimator(),
     MINEEstimator(),
+    RenyiEstimator(),
 )
 
 METHODS: tuple[str, ...] = tuple(e.name for e in ESTIMATORS)

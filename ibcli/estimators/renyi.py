@@ -852,13 +852,15 @@ class RenyiEstimator(Estimator):
         return f"{self.name} ({', '.join(shown)})" if shown else self.name
 
     def prepare(self, layers, layer_names: list[str], params: dict, seed: int) -> dict:
-        """Each layer's spread s (sd of its values pooled over every record), for the default width.
+        """Each layer's spread s (sd of its values pooled over every record), for the default width,
+        and the run's seed: every record then uses the same subsample (for alpha != 2), so epochs
+        compare on the same samples and the X cache serves them all.
 
-        Returns {layer: {"spread": s}}; {} when a kernel width is given.
+        Returns {layer: {"spread": s or None, "seed": seed}}.
         """
-        if params.get("kernel_width") is not None:
-            return {}
-        return {name: {"spread": float(np.std(layers.sample(name, _SPREAD_SAMPLES_PER_RECORD, seed), dtype=np.float64))}
+        given = params.get("kernel_width") is not None
+        return {name: {"seed": seed, "spread": None if given else
+                       float(np.std(layers.sample(name, _SPREAD_SAMPLES_PER_RECORD, seed), dtype=np.float64))}
                 for name in layer_names}
 
     def points(self, t, labels, *, x, params: dict, context=None, seed: int = 0,
@@ -867,6 +869,7 @@ class RenyiEstimator(Estimator):
         if x is None:
             raise EstimatorInputError("method 'renyi' needs the probe inputs x (its I(X;T) uses X's Gram matrix)")
         spread = context.get("spread") if isinstance(context, dict) else None
+        seed = context.get("seed", seed) if isinstance(context, dict) else seed
         r = renyi_information_plane(x, t, labels, alpha=params["alpha"], t_width=params["kernel_width"],
                                     x_width=params["x_kernel_width"], eig_samples=params["eig_samples"],
                                     seed=seed, t_spread=spread, x_cache=self._cache)
