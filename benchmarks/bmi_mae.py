@@ -25,6 +25,7 @@ from bmi_tasks import DEFAULT_CACHE, load_tasks, read_index  # noqa: E402
 
 from ibcli.errors import UserError  # noqa: E402
 from ibcli.estimators import mutual_information  # noqa: E402
+from ibcli.estimators.errors import EstimatorInputError  # noqa: E402
 
 
 def parse_param(text: str) -> tuple[str, object]:
@@ -71,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'task':52s} {'true':>8s} {'ibcli':>8s} {'bmi KSG':>8s} {'s':>6s}")
         for s in (s for s in samples if s.seed == seed):
             t0 = time.perf_counter()
-            est = float(mutual_information(s.x, s.y, method=args.method, discrete_y=False, **params))
+            try:
+                est = float(mutual_information(s.x, s.y, method=args.method, discrete_y=False, **params))
+            except EstimatorInputError as err:
+                print(f"error: {s.task_name} seed {seed}: {err}", file=sys.stderr)
+                return 2
             seconds = time.perf_counter() - t0
             rows.append({"task_id": s.task_id, "task_name": s.task_name, "seed": seed,
                          "mi_true_nats": s.mi_true_nats, "ibcli_nats": est,
@@ -90,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     for key, label in (("ibcli", f"ibcli {args.method}"), ("bmi_ksg", "bmi KSG(k=3)")):
         mean, sd = mean_sd([m[key] for m in per_seed.values()])
         summary[key] = {"mean": mean, "sd": sd}
-        print(f"{label}: MAE mean {mean:.4f}, spread (sd over {len(seeds)} seeds) {sd:.4f}")
+        spread = f", spread (sd over {len(seeds)} seeds) {sd:.4f}" if len(seeds) > 1 else " (1 seed, no spread)"
+        print(f"{label}: MAE mean {mean:.4f}{spread}")
     print(f"# estimating time {sum(r['seconds'] for r in rows):.0f} s for {len(rows)} samples")
 
     if args.json:

@@ -71,6 +71,12 @@ def test_mae_matches_rows_and_bmi_ksg_offsets(tmp_path, capsys):
     assert "Gauss A 1 × 1" in text and "MAE mean" in text
 
 
+def test_estimator_error_is_one_line_exit_2(tmp_path, capsys):
+    cache = _write_cache(tmp_path)
+    assert bmi_mae.main(["--method", "kraskov", "--param", "bogus=1", "--cache", str(cache)]) == 2
+    assert "error: Gauss A 1 × 1 seed 0:" in capsys.readouterr().err
+
+
 def test_parse_param_and_bad_param():
     assert bmi_mae.parse_param("k=3") == ("k", 3)
     assert bmi_mae.parse_param("lr=1e-3") == ("lr", 0.001)
