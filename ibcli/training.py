@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from ibcli import activations as act
-from ibcli.datasets import DatasetTensors, load_dataset, make_probe_set
+from ibcli.datasets import load_dataset
+from ibcli.datasets.base import DatasetTensors, make_probe_set
 from ibcli.devices import resolve_device
 from ibcli.errors import UserError
 from ibcli.gradient_stats import GradientStats

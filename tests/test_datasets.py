@@ -19,7 +19,11 @@ import torch
 from conftest import REPO, SHARED_DATA, run_cli, run_json, seed_store
 
 from ibcli import activations as act
-from ibcli.datasets import CIFAR10, DATASETS, IB12, MNIST, FashionMNIST, get_dataset, load_dataset, make_probe_set
+from ibcli.datasets import DATASETS, get_dataset, load_dataset
+from ibcli.datasets.base import make_probe_set
+from ibcli.datasets.cifar10 import CIFAR10
+from ibcli.datasets.ib12 import IB12
+from ibcli.datasets.mnist import MNIST, FashionMNIST
 from ibcli.datasets.ib12 import load_ib12, split_ib12
 from ibcli.errors import UserError
 from ibcli.store import Store
@@ -131,8 +135,9 @@ def no_download(cls, monkeypatch) -> list:
 # ------------------------------------------------------------------ the registry
 def test_registry_names_and_contract():
     assert list(DATASETS) == ["mnist", "fashion-mnist", "cifar10", "ib12"]
-    for name, cls in DATASETS.items():
-        assert cls.name == name and get_dataset(name) is cls
+    for name in DATASETS:
+        assert get_dataset(name).name == name
+    assert [get_dataset(n) for n in DATASETS] == [MNIST, FashionMNIST, CIFAR10, IB12]
     assert (MNIST.input_shape, FashionMNIST.input_shape, CIFAR10.input_shape, IB12.input_shape) == ((1, 28, 28), (1, 28, 28), (3, 32, 32), (12,))
     assert [c.num_classes for c in (MNIST, FashionMNIST, CIFAR10, IB12)] == [10, 10, 10, 2]
     assert (MNIST.folder, FashionMNIST.folder, CIFAR10.folder) == ("MNIST/raw", "FashionMNIST/raw", "cifar-10-batches-py")

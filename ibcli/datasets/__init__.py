@@ -1,49 +1,55 @@
-"""Every dataset ibcli trains on, one class per dataset with one contract (`Dataset`).
+"""Every dataset ibcli trains on, one class per dataset with one contract (`base.Dataset`).
 
-- `mnist`, `fashion-mnist` (:mod:`ibcli.datasets.mnist`): IDX files in torchvision's
-  `root/MNIST/raw/`, `root/FashionMNIST/raw/`; 1x28x28 images.
-- `cifar10` (:mod:`ibcli.datasets.cifar10`): pickled batches in `root/cifar-10-batches-py/`;
-  3x32x32 images.
-- `ib12` (:mod:`ibcli.datasets.ib12`): the 12-bit task of Shwartz-Ziv & Tishby (2017),
-  packaged as `var_u.mat` (no data directory, no download).
+- `mnist`, `fashion-mnist` (`mnist.py`): IDX files in torchvision's `root/MNIST/raw/`,
+  `root/FashionMNIST/raw/`; 1x28x28 images.
+- `cifar10` (`cifar10.py`): pickled batches in `root/cifar-10-batches-py/`; 3x32x32 images.
+- `ib12` (`ib12.py`): the 12-bit task of Shwartz-Ziv & Tishby (2017), packaged as
+  `var_u.mat` (no data directory, no download).
 
-A new dataset is one module with a `Dataset` subclass, one entry in `DATASETS`, and its tests.
-Importing this package loads neither torch nor NumPy (the CLI lists `DATASETS` at start-up).
+A new dataset is one module with a `Dataset` subclass, one line in `DATASETS`, and its
+tests. The registry names each class as "module:Class" and imports it when it is used,
+so the CLI lists `--dataset`'s choices without importing torch.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+from pathlib import Path
 
-from ibcli.datasets.base import Dataset, DatasetTensors, ProbeSet, default_data_dir, make_probe_set
-from ibcli.datasets.cifar10 import CIFAR10
-from ibcli.datasets.ib12 import IB12
-from ibcli.datasets.mnist import MNIST, FashionMNIST
 from ibcli.errors import UserError
 
-#: `--dataset` name -> dataset class.
-DATASETS: dict[str, type[Dataset]] = {cls.name: cls for cls in (MNIST, FashionMNIST, CIFAR10, IB12)}
+#: `--dataset` name -> "module:Class" of its dataset class.
+DATASETS: dict[str, str] = {
+    "mnist": "ibcli.datasets.mnist:MNIST",
+    "fashion-mnist": "ibcli.datasets.mnist:FashionMNIST",
+    "cifar10": "ibcli.datasets.cifar10:CIFAR10",
+    "ib12": "ibcli.datasets.ib12:IB12",
+}
 
-__all__ = [
-    "DATASETS", "CIFAR10", "IB12", "MNIST", "Dataset", "DatasetTensors", "FashionMNIST", "ProbeSet",
-    "default_data_dir", "get_dataset", "load_dataset", "make_probe_set",
-]
+__all__ = ["DATASETS", "default_data_dir", "get_dataset", "load_dataset"]
 
 
-def get_dataset(name: str) -> type[Dataset]:
-    """The dataset class registered as `name`.
+def default_data_dir() -> Path:
+    """`$IBCLI_DATA_DIR` if set, else `./data`."""
+    return Path(os.environ.get("IBCLI_DATA_DIR", "data"))
+
+
+def get_dataset(name: str):
+    """The dataset class (a `base.Dataset` subclass) registered as `name`.
 
     Raises:
         UserError: unknown name.
     """
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise UserError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}") from None
+    if name not in DATASETS:
+        raise UserError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    module, cls = DATASETS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None, train_fraction: float | None, seed: int) -> DatasetTensors:
-    """Load dataset `name` from `data_dir` (downloading missing files when the network allows).
+def load_dataset(name: str, data_dir: str | os.PathLike | None, train_fraction: float | None, seed: int):
+    """Load dataset `name` from `data_dir` (downloading missing files when the network allows);
+    a `base.DatasetTensors`.
 
     `train_fraction`: for datasets with an official test split (mnist, fashion-mnist,
     cifar10) the prefix of the training set kept (None = all); for ib12 the train share of

@@ -5,8 +5,7 @@ reading torchvision's on-disk layout under it, downloading as an option. Unlike 
 dataset loads whole splits into tensors once (`Dataset.load`), so the training loop
 indexes tensors and never runs a per-sample transform.
 
-torch and numpy are imported inside the functions that need them: the CLI imports the
-registry (for `--dataset`'s choices) and must start without loading torch.
+The registry in `ibcli.datasets` names the classes without importing them (or torch).
 """
 
 from __future__ import annotations
@@ -16,12 +15,11 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
+
+import torch
 
 from ibcli.errors import UserError
-
-if TYPE_CHECKING:
-    import torch
 
 
 @dataclass
@@ -45,11 +43,6 @@ class DatasetTensors:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
-
-
-def default_data_dir() -> Path:
-    """`$IBCLI_DATA_DIR` if set, else `./data`."""
-    return Path(os.environ.get("IBCLI_DATA_DIR", "data"))
 
 
 def check_train_fraction(train_fraction: float | None) -> None:
@@ -76,7 +69,7 @@ class Dataset:
     [0, 1] (pixel / 255) and applies `train_fraction`.
 
     Args:
-        root: the data directory (None = `default_data_dir()`).
+        root: the data directory (None = `$IBCLI_DATA_DIR`, else `./data`).
         download: fetch missing files with torchvision (when the network allows).
     """
 
@@ -89,7 +82,7 @@ class Dataset:
     files: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, root: str | os.PathLike | None = None, download: bool = True):
-        self.root = Path(root) if root is not None else default_data_dir()
+        self.root = Path(root) if root is not None else Path(os.environ.get("IBCLI_DATA_DIR", "data"))
         self.download_allowed = download
 
     @property
@@ -128,8 +121,6 @@ class Dataset:
             UserError: fraction outside (0, 1], root not a folder, files missing and not
                 downloadable (one line naming the folder and the files), or corrupt files.
         """
-        import torch
-
         check_train_fraction(train_fraction)
         self._ensure_files()
         x_train, y_train, x_test, y_test = self.read(self.path)
@@ -205,8 +196,6 @@ def make_probe_set(data: DatasetTensors, split: str, size: int | None) -> ProbeS
     Raises:
         UserError: unknown split, size < 1 or larger than the split.
     """
-    import torch
-
     if split == "test":
         x, y = data.x_test, data.y_test
     elif split == "train":

@@ -17,6 +17,9 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from ibcli.datasets.base import Dataset
 from ibcli.errors import UserError
 
@@ -40,21 +43,7 @@ class _ArrayUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in _ALLOWED_GLOBALS:
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR-10 batch")
-        import numpy as np
-
-        if module == "_codecs":
-            import codecs
-
-            return codecs.encode
-        if name == "ndarray":
-            return np.ndarray
-        if name == "dtype":
-            return np.dtype
-        try:  # NumPy >= 2 moved numpy.core to numpy._core
-            from numpy._core import multiarray, numeric
-        except ImportError:  # pragma: no cover - NumPy 1
-            from numpy.core import multiarray, numeric
-        return multiarray._reconstruct if name == "_reconstruct" else numeric._frombuffer
+        return super().find_class(module, name)
 
 
 def _unpickle(path: Path) -> dict:
@@ -86,8 +75,6 @@ def read_batch(path: Path):
         UserError: the file is unreadable or corrupt, lacks `data`/`labels`, has data not
             uint8 (n, 3072), a label count other than n, or labels outside 0..9.
     """
-    import numpy as np
-
     entry = _unpickle(path)
     fix = "replace it with an intact copy (extract cifar-10-python.tar.gz again)"
     data, labels = entry.get("data"), entry.get("labels")
@@ -122,9 +109,6 @@ class CIFAR10(Dataset):
     files = (*TRAIN_BATCHES, TEST_BATCH, META)
 
     def read(self, folder: Path):
-        import numpy as np
-        import torch
-
         meta = _unpickle(folder / META)
         if len(meta.get("label_names", ())) != self.num_classes:
             raise UserError(f"CIFAR-10 file {folder / META} does not list 10 label_names: replace it with an intact copy")
@@ -135,6 +119,6 @@ class CIFAR10(Dataset):
         return torch.from_numpy(x_train), torch.from_numpy(y_train), torch.from_numpy(x_test), torch.from_numpy(y_test)
 
     def download(self) -> None:
-        from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
+        from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10  # only to download: it costs seconds
 
         TorchvisionCIFAR10(str(self.root), train=True, download=True)

@@ -24,13 +24,13 @@ from __future__ import annotations
 import io
 import math
 from importlib import resources
-from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.io
+import torch
 
 from ibcli.datasets.base import Dataset, DatasetTensors, check_train_fraction
 from ibcli.errors import UserError
-
-if TYPE_CHECKING:
-    import torch
 
 #: Name of the packaged data file (inside ``ibcli/datasets/``).
 MAT_FILENAME = "var_u.mat"
@@ -76,10 +76,6 @@ def load_ib12() -> tuple[torch.Tensor, torch.Tensor]:
         ValueError: the file does not hold ``F`` of shape (4096, 12) and ``y`` of
             4096 binary labels (a corrupted or replaced file).
     """
-    import numpy as np  # here, not at the top: the CLI imports this package without torch
-    import scipy.io
-    import torch
-
     mat = scipy.io.loadmat(io.BytesIO(_read_mat_bytes()))
     if "F" not in mat or "y" not in mat:
         raise ValueError(f"{MAT_FILENAME} must hold arrays 'F' and 'y'; found {sorted(k for k in mat if not k.startswith('__'))}")
@@ -120,9 +116,6 @@ def split_ib12(
         ValueError: ``train_fraction`` not in (0, 1), ``n`` not an int >= 2, or a
             split that would leave the train or the test set empty.
     """
-    import numpy as np
-    import torch
-
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
         raise ValueError(f"n must be an integer >= 2, got {n!r}")
     try:

@@ -15,6 +15,9 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from ibcli.datasets.base import Dataset
 from ibcli.errors import UserError
 
@@ -40,8 +43,6 @@ def read_idx(path: Path, ndim: int, title: str):
         UserError: unreadable file, a magic number that is not unsigned bytes with `ndim`
             dims, a zero dim, or a size that does not match the header (truncated or padded).
     """
-    import numpy as np
-
     header_len = 4 + 4 * ndim
     official = OFFICIAL_BYTES.get(path.name)
     fix = "replace it with an intact copy" + (f" (the {path.name} of {title} is {official} bytes)" if official else "")
@@ -88,8 +89,6 @@ class MNIST(Dataset):
         return (*train, *test)
 
     def _read_pair(self, folder: Path, image_file: str, label_file: str):
-        import torch
-
         images = read_idx(folder / image_file, 3, self.title)
         labels = read_idx(folder / label_file, 1, self.title)
         if images.shape[1:] != self.input_shape[1:]:
@@ -107,7 +106,7 @@ class MNIST(Dataset):
         return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype("int64"))
 
     def download(self) -> None:
-        import torchvision.datasets
+        import torchvision.datasets  # only to download: importing it costs seconds
 
         getattr(torchvision.datasets, self.torchvision_class)(str(self.root), train=True, download=True)
 

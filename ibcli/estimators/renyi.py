@@ -68,6 +68,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ._validation import as_2d_float, as_labels, check_same_length
 from .errors import EstimatorInputError
@@ -477,8 +478,6 @@ def _tile_pairs(n: int, chunk: int) -> list[tuple[int, int, int, int]]:
 
 
 def _blas_single_threaded():
-    from threadpoolctl import threadpool_limits
-
     return threadpool_limits(limits=1, user_api="blas")
 
 
