@@ -42,7 +42,8 @@ def run_plot(run_id: str, mi_run_ids: list[str], output: Path | None, tracking_u
     _make_output(output)
     name = train_run.data.params.get("model", "?") + "/" + train_run.data.params.get("activation", "?")
     figures = {
-        "information_plane.html": plots.information_plane(mi, f"Information plane: {name}, run {train_run.info.run_id[:8]}"),
+        "information_plane.html": plots.information_plane(mi, f"Information plane, every method: {name}, run {train_run.info.run_id[:8]}"),
+        "information_plane_by_method.html": plots.information_plane_by_method(mi, f"Information plane by method: {name}, run {train_run.info.run_id[:8]}"),
         "mi_per_epoch.html": plots.mi_per_epoch(mi, f"I(X;T) and I(T;Y) per epoch: {name}"),
         "training_curves.html": plots.training_curves(load_training_metrics(store, train_run.info.run_id), f"Training: {name}"),
     }
