@@ -141,7 +141,8 @@ def information_plane(mi: pd.DataFrame, title: str = "Information plane") -> go.
                         horizontal_spacing=0.05, vertical_spacing=0.08 if rows > 1 else 0.1)
     emax = max(float(mi["epoch"].max()), 1e-9)
     estimators = list(dict.fromkeys(mi.sort_values(["method", "estimator"])["estimator"]))
-    flag_legend: set[str] = set()  # one legend entry for each method's flagged points
+    line_legend: set[str] = set()  # one legend entry per method (and one for its flagged points)
+    flag_legend: set[str] = set()
     for i, est in enumerate(estimators):
         sub = mi[mi["estimator"] == est]
         method = sub["method"].iloc[0]
@@ -160,7 +161,7 @@ def information_plane(mi: pd.DataFrame, title: str = "Information plane") -> go.
             size = 5 + 7 * ok["epoch"].to_numpy(dtype=float) / emax
             fig.add_trace(go.Scatter(
                 x=ok["i_xt_bits"], y=ok["i_ty_bits"], mode="lines+markers", name=name, legendgroup=est,
-                showlegend=j == 0, line=dict(color=colour, width=3 if ref else 1.5),
+                showlegend=est not in line_legend and len(ok) > 0, line=dict(color=colour, width=3 if ref else 1.5),
                 marker=dict(color=colour, size=size),
                 error_x=dict(type="data", symmetric=False, array=xp, arrayminus=xm, color=colour, thickness=1, width=0),
                 error_y=dict(type="data", symmetric=False, array=yp, arrayminus=ym, color=colour, thickness=1, width=0),
@@ -168,6 +169,8 @@ def information_plane(mi: pd.DataFrame, title: str = "Information plane") -> go.
                 hovertemplate=f"{layer}, epoch %{{customdata[0]:.4g}} (step %{{customdata[1]}})<br>{qx} %{{x:.3f}} bits"
                               f"<br>{qy} %{{y:.3f}} bits" + (f"<br>bars: {xwhat}" if xwhat else "") + f"<extra>{est}</extra>",
             ), row=r, col=c)
+            if len(ok):
+                line_legend.add(est)
             if len(off):
                 fig.add_trace(go.Scatter(
                     x=off["i_xt_bits"], y=off["i_ty_bits"], mode="markers", name=f"{est}: flagged",
