@@ -44,13 +44,17 @@ product (||t_i||^2 + ||t_j||^2 - 2 t_i.t_j, clamped at 0, exact 0 at j = i) and 
 second one are shared by every noise variance, whose exponents (3) then cost O(N) per draw.
 The noise e is drawn on the CPU by NumPy (`np.random.default_rng(seed)`) in the classes'
 order, one draw block after the other, so a seed gives the same numbers on every device and
-for every chunk size. Memory: about 4 * chunk_size * N float64 on the device (the
-exponents of one block of draws against all N samples) + 8 N d bytes for t; never N x N.
+for every chunk size and worker count. On the CPU the blocks are shared out to worker
+threads with single-threaded kernels (as in `kde`). Memory: about 4 * chunk_size * N float64
+per worker (the exponents of one block of draws against all N samples) + 8 N d bytes for t;
+never N x N.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -168,21 +172,22 @@ def _block_terms(mix: _Mixture, r0: int, r1: int, e, noise_vars: list[float]):
     xt = np.empty((len(noise_vars), b, m))
     ty = np.empty((len(noise_vars), b, m))
     run_of = mix.run_of[r0:r1]
+    class_rows = []  # the block's rows of one class (contiguous: rows are sorted by class)
+    for run in np.unique(run_of):
+        sel = np.flatnonzero(run_of == run)
+        class_rows.append((int(sel[0]), int(sel[-1]) + 1, *mix.runs[run]))
+    lr = torch.from_numpy(mix.log_ratio[r0:r1]).to(t.device)[:, None]
     for k, s2 in enumerate(noise_vars):
         # a_ij = -(D_ij + 2 sqrt(s2) g_ij) / (2 s2), eq. (3); a_ii = 0 exactly
         a = torch.add(dist[:, None, :], g, alpha=2.0 * math.sqrt(s2))
         a.mul_(-0.5 / s2)
         a[rows, :, cols] = 0.0
         own = torch.empty((b, m), dtype=torch.float64, device=t.device)
-        for run in np.unique(run_of):  # the block's rows of one class: LSE over that class's columns
-            sel = np.flatnonzero(run_of == run)
-            q0, q1 = int(sel[0]), int(sel[-1]) + 1  # rows are sorted by class: one contiguous run
-            c0, c1 = mix.runs[run]
+        for q0, q1, c0, c1 in class_rows:  # LSE over the columns of the rows' own class
             own[q0:q1] = torch.logsumexp(a[q0:q1, :, c0:c1], dim=2)
         # LSE over all columns, in place (a is not needed afterwards)
         top = a.amax(dim=2, keepdim=True)
         full = a.sub_(top).exp_().sum(dim=2).log_().add_(top[:, :, 0])
-        lr = torch.from_numpy(mix.log_ratio[r0:r1]).to(t.device)[:, None]
         xt[k] = (math.log(n) - full).cpu().numpy()
         ty[k] = (lr + own - full).cpu().numpy()
         del a
@@ -197,36 +202,71 @@ def _blocks(n: int, m: int, chunk_size: int) -> Iterator[tuple[int, int]]:
 
 
 def _run(t: np.ndarray, codes: np.ndarray, noise_vars: list[float], m: int,
-         draw: Callable[[np.ndarray], np.ndarray], chunk_size: int, device) -> tuple[np.ndarray, np.ndarray]:
-    """All terms (S, N, M) in the ORIGINAL row order; draw(original rows) -> (B, M, d) noise."""
+         draw: Callable[[np.ndarray], np.ndarray], chunk_size: int, device, workers: int
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """All terms (S, N, M) in the ORIGINAL row order; draw(original rows) -> (B, M, d) noise.
+
+    On the CPU, `workers` threads take the blocks in turn, each with single-threaded kernels
+    (torch's own threads wait on each other at every operation, which stalls badly when
+    other processes share the cores; one kernel thread also makes the sums independent of
+    the worker count). Blocks and their draws are handed out in order under a lock, so the
+    k-th block always gets the k-th draws.
+    """
     import torch
+
+    from .kde import _single_threaded_kernels
 
     dev = _torch_device(device)
     mix = _Mixture(t, codes, dev)
     n = t.shape[0]
     xt = np.empty((len(noise_vars), n, m))
     ty = np.empty((len(noise_vars), n, m))
-    with torch.no_grad():
-        for r0, r1 in _blocks(n, m, chunk_size):
+    blocks = _blocks(n, m, chunk_size)
+    lock = threading.Lock()
+
+    def next_job():
+        with lock:
+            r0, r1 = next(blocks, (None, None))
+            if r0 is None:
+                return None
             rows = mix.order[r0:r1]
-            e = torch.from_numpy(np.ascontiguousarray(draw(rows), dtype=np.float64)).to(dev)
-            bx, by = _block_terms(mix, r0, r1, e, noise_vars)
-            xt[:, rows], ty[:, rows] = bx, by
+            return r0, r1, rows, np.ascontiguousarray(draw(rows), dtype=np.float64)
+
+    def work() -> None:
+        with torch.no_grad():
+            while (job := next_job()) is not None:
+                r0, r1, rows, e = job
+                bx, by = _block_terms(mix, r0, r1, torch.from_numpy(e).to(dev), noise_vars)
+                xt[:, rows], ty[:, rows] = bx, by  # each block owns its rows
+
+    if dev.type != "cpu":
+        work()
+        return xt, ty
+    n_workers = max(1, min(workers, -(-n // max(1, chunk_size // m))))
+    with _single_threaded_kernels():
+        if n_workers == 1:
+            work()
+        else:
+            with ThreadPoolExecutor(n_workers) as pool:
+                for f in [pool.submit(work) for _ in range(n_workers)]:
+                    f.result()
     return xt, ty
 
 
-def _prepare(t, labels, noise_vars, chunk_size):
+def _prepare(t, labels, noise_vars, chunk_size, workers):
+    from .kde import _workers
+
     arr = as_2d_float(t, "t", keep_float32=True)  # float32 stays until the one cast to float64
     check_same_length(("t", arr), ("labels", labels))
     codes = as_labels(labels, "labels")
     nv = _noise_vars(noise_vars)
     cs = DEFAULT_CHUNK_SIZE if chunk_size is None else _positive_int(chunk_size, "chunk_size")
-    return arr, codes, nv, cs
+    return arr, codes, nv, cs, _workers(workers)
 
 
 # --------------------------------------------------------------------------- public
 def sp_terms(t, labels, noise, noise_vars=(0.1,), *, chunk_size: int | None = None,
-             device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+             device: str = "cpu", workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The per-draw terms (4), (5) of sample propagation for GIVEN standard-normal draws, in nats.
 
     For probe sample i and draw e = noise[i, m], with u = t_i + sqrt(s2) e:
@@ -241,9 +281,11 @@ def sp_terms(t, labels, noise, noise_vars=(0.1,), *, chunk_size: int | None = No
     noise : array-like, shape (N, M, d), float: standard-normal draws e (NOT scaled by
         sqrt(s2); every noise variance uses the same draws).
     noise_vars : float or sequence of floats > 0: noise variances s2 (T's units squared).
-    chunk_size : int, optional: draws per block (default 512); device memory about
-        4 * chunk_size * N float64.
+    chunk_size : int, optional: draws per block (default 512); memory about
+        4 * chunk_size * N float64 per worker.
     device : str: torch device ("cpu" default, "cuda", ...); computed in float64.
+    workers : int, optional: CPU threads that share the blocks (default: the CPUs this
+        process may use), each with single-threaded kernels; ignored on other devices.
 
     Returns
     -------
@@ -255,19 +297,19 @@ def sp_terms(t, labels, noise, noise_vars=(0.1,), *, chunk_size: int | None = No
         t / labels / noise of mismatched shapes, NaN or inf, bad noise variances,
         bad chunk_size, unknown or unavailable device.
     """
-    arr, codes, nv, cs = _prepare(t, labels, noise_vars, chunk_size)
+    arr, codes, nv, cs, nw = _prepare(t, labels, noise_vars, chunk_size, workers)
     eps = np.asarray(noise, dtype=np.float64) if not hasattr(noise, "detach") else noise.detach().cpu().numpy()
     if eps.ndim != 3 or eps.shape[0] != arr.shape[0] or eps.shape[2] != arr.shape[1] or eps.shape[1] < 1:
         raise EstimatorInputError(
             f"noise must have shape (N, M, d) = ({arr.shape[0]}, M >= 1, {arr.shape[1]}); got {tuple(eps.shape)}")
     if not np.isfinite(eps).all():
         raise EstimatorInputError("noise has NaN or inf values; it must be finite standard-normal draws")
-    return _run(arr, codes, nv, eps.shape[1], lambda rows: eps[rows], cs, device)
+    return _run(arr, codes, nv, eps.shape[1], lambda rows: eps[rows], cs, device, nw)
 
 
 def sp_information_plane(t, labels, noise_vars=(0.1,), *, noise_samples: int = DEFAULT_NOISE_SAMPLES,
                          seed: int = 0, chunk_size: int | None = None,
-                         device: str = "cpu") -> list[SPPlaneResult]:
+                         device: str = "cpu", workers: int | None = None) -> list[SPPlaneResult]:
     """I(X; T+Z) and I(T+Z; Y), Z ~ N(0, s2 I_d), by sample propagation, with standard errors, in nats.
 
     Goldfeld et al. (2019), "Estimating Information Flow in Deep Neural Networks", section 4:
@@ -289,9 +331,12 @@ def sp_information_plane(t, labels, noise_vars=(0.1,), *, noise_samples: int = D
         se ~ sd / sqrt(N M).
     seed : int >= 0: seeds the draws (`np.random.default_rng(seed)`, drawn on the CPU): the same
         seed gives the same numbers on every device and for every chunk_size (to rounding).
-    chunk_size : int, optional: draws per block (default 512); device memory about
-        4 * chunk_size * N * 8 bytes + 8 N d bytes. Does not change the result.
+    chunk_size : int, optional: draws per block (default 512); memory about
+        4 * chunk_size * N * 8 bytes per worker + 8 N d bytes. Does not change the result.
     device : str: torch device, "cpu" (default) or "cuda"...
+    workers : int, optional: CPU threads that share the blocks (default: the CPUs this
+        process may use), each with single-threaded kernels; does not change the result;
+        ignored on other devices.
 
     Returns
     -------
@@ -303,13 +348,13 @@ def sp_information_plane(t, labels, noise_vars=(0.1,), *, noise_samples: int = D
         t / labels of different lengths, NaN/inf, wrong shapes, bad noise variances,
         noise_samples < 2, bad seed or chunk_size, unknown or unavailable device.
     """
-    arr, codes, nv, cs = _prepare(t, labels, noise_vars, chunk_size)
+    arr, codes, nv, cs, nw = _prepare(t, labels, noise_vars, chunk_size, workers)
     m = _positive_int(noise_samples, "noise_samples", low=2)
     seed = _positive_int(seed, "seed", low=0)
     n, d = arr.shape
     rng = np.random.default_rng(seed)
     # The blocks come in sorted-row order, so the k-th draw block is always the same numbers.
-    xt, ty = _run(arr, codes, nv, m, lambda rows: rng.standard_normal((len(rows), m, d)), cs, device)
+    xt, ty = _run(arr, codes, nv, m, lambda rows: rng.standard_normal((len(rows), m, d)), cs, device, nw)
     out = []
     for k, s2 in enumerate(nv):
         (ix, sx, dx), (iy, sy, dy) = _stratified(xt[k]), _stratified(ty[k])
