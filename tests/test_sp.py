@@ -169,6 +169,16 @@ def test_standard_error_matches_spread_over_seeds():
         assert 0.6 < spread / se < 1.5, (f, spread, se)  # 40 repeats: the sd is known to about 11 %
 
 
+def test_per_draw_spread_is_that_of_independent_draws():
+    t, y = clusters(n=200, d=6, seed=12)
+    (r,) = sp_information_plane(t, y, 1.0, noise_samples=8)
+    xt, ty = sp_terms(t, y, np.random.default_rng(9).standard_normal((200, 8, 6)), 1.0)
+    for got, terms in ((r.i_xt_sd, xt[0]), (r.i_ty_sd, ty[0])):
+        assert got == pytest.approx(math.sqrt(terms.var(axis=1, ddof=1).mean()), rel=0.15)
+    # antithetic pairs: the se is below that of M independent draws (the pairs are anticorrelated)
+    assert r.i_xt_se < r.i_xt_sd / math.sqrt(200 * 8)
+
+
 def test_same_seed_same_numbers_for_any_chunk_size_and_workers():
     t, y = clusters(n=120, d=4, seed=7)
     ref = sp_information_plane(t, y, [0.1, 1.0], seed=3, workers=1)
@@ -212,7 +222,8 @@ def test_single_sample_and_single_class():
         ({"labels": [0, 1, 0]}, "rows"),
         ({"noise_vars": 0.0}, "positive"),
         ({"noise_vars": []}, "at least one"),
-        ({"noise_samples": 1}, "noise_samples"),
+        ({"noise_samples": 2}, "noise_samples"),
+        ({"noise_samples": 5}, "even"),
         ({"noise_samples": 2.5}, "noise_samples"),
         ({"seed": -1}, "seed"),
         ({"chunk_size": 0}, "chunk_size"),
@@ -247,9 +258,9 @@ def test_adapter_declares_and_returns_points():
     assert est.name == "sp" and est.uses_device and est.columns == SE_COLUMNS
     assert NOISE_VAR in est.params and "Goldfeld" in est.title
     params = est.check_params({"noise_var": (0.1, 1.0)})
-    assert params["noise_samples"] >= 2
+    assert params["noise_samples"] >= 4
     with pytest.raises(EstimatorInputError, match="noise-samples"):
-        est.check_params({"noise_samples": 1})
+        est.check_params({"noise_samples": 2})
     t, y = clusters(n=60, d=3, seed=11)
     pts = est.points(t.astype(np.float32), y, x=None, params=params, seed=1)
     direct = sp_information_plane(t.astype(np.float32), y, (0.1, 1.0), seed=1)
