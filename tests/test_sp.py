@@ -229,6 +229,7 @@ def test_single_sample_and_single_class():
         ({"chunk_size": 0}, "chunk_size"),
         ({"workers": 0}, "workers"),
         ({"device": "nonsense"}, "device"),
+        ({"device": "mps"}, "device"),
         ({"t": np.zeros((2, 2, 2))}, "dimensions"),
     ],
 )
