@@ -47,7 +47,7 @@ def fake_module(monkeypatch):
 
 # ---------------------------------------------------------------- method names
 def test_methods_and_alias():
-    assert METHODS == ("binning", "kde", "kraskov", "mine")
+    assert METHODS == ("binning", "kde", "kraskov", "mine", "renyi", "sp")
     assert canonical_method("ksg") == "kraskov"
     assert canonical_method(" KSG ") == "kraskov"
     assert canonical_method("Binning") == "binning"

@@ -411,7 +411,7 @@ def _stratified(terms: np.ndarray) -> tuple[float, float, float]:
 # --------------------------------------------------------------------------- adapter
 NOISE_SAMPLES = Param(
     "noise_samples", int, DEFAULT_NOISE_SAMPLES,
-    "sp: noise draws per probe sample, even (antithetic pairs); se ~ 1/sqrt(N x this), cost ~ this", low=4)
+    "noise draws per probe sample, even (antithetic pairs); se ~ 1/sqrt(N x this), cost ~ this", low=4)
 
 
 class SampleNoiseEstimator(Estimator):
