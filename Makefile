@@ -46,14 +46,14 @@ bench-bmi: $(STAMP)
 	$(BIN)/python benchmarks/bmi_samples.py
 	$(BIN)/python benchmarks/bmi_mae.py --method kraskov
 
-# The papers' information planes on the 12-bit task, averaged over seeds (python -m ibcli.reproduce):
+# The papers' information planes on the 12-bit task, averaged over seeds (ibcli reproduce):
 # figures (HTML) and summary.txt in results/tishby/ and results/saxe/, each under 30 minutes on 2 cores.
 # REPRO_ARGS overrides the setup, e.g. REPRO_ARGS="--seeds 0-9 --epochs 4000".
 reproduce-tishby: $(STAMP)
-	$(BIN)/python -m ibcli.reproduce tishby --out results/tishby $(REPRO_ARGS)
+	$(BIN)/ibcli reproduce tishby --out results/tishby $(REPRO_ARGS)
 
 reproduce-saxe: $(STAMP)
-	$(BIN)/python -m ibcli.reproduce saxe --out results/saxe $(REPRO_ARGS)
+	$(BIN)/ibcli reproduce saxe --out results/saxe $(REPRO_ARGS)
 
 ui: $(STAMP)
 	$(BIN)/ibcli ui

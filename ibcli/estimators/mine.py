@@ -57,11 +57,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._validation import as_2d_float, as_labels
 from .errors import EstimatorInputError
+from .interface import BASELINE_COLUMNS, FLAG_COLUMN, NOISE_VAR, SD_COLUMNS, SE_COLUMNS, Estimator, Param, PlanePoint
 
 __all__ = [
     "mine_mi", "mine_mi_with_info", "MineResult", "DEFAULTS", "TRANSFORMS", "marginal_transform",
     "mine_information_plane", "MinePlanePoint", "PLANE_DEFAULTS", "settle_gap", "is_settled", "SETTLE_RULE",
+    "MINEEstimator",
 ]
 
 DEFAULTS = dict(hidden=128, lr=1e-3, steps=400, batch_size=512, ema_decay=0.01, holdout_fraction=0.5,
@@ -677,7 +680,7 @@ def mine_information_plane(
     """
     import torch
 
-    from ._validation import as_2d_float, as_labels, check_same_length
+    from ._validation import check_same_length
 
     arr = as_2d_float(t, "t")
     check_same_length(("t", arr), ("labels", labels))
@@ -750,3 +753,47 @@ def _plane_point(s2: float, res: dict, seeds: int, ceiling: float, seconds: floa
         i_xt_baseline_nats=bx[0], i_xt_baseline_q95_nats=bx[1], i_ty_baseline_nats=by[0],
         i_ty_baseline_q95_nats=by[1],
     )
+
+
+# --------------------------------------------------------------------------- adapter
+class MINEEstimator(Estimator):
+    """`ibcli mi --method mine`: `mine_information_plane` (I(X; T+Z) and I(T+Z; Y), mean over
+    seeds, sd, se, optional shuffled-pairing baseline, flag); `mutual_information` is `mine_mi`."""
+
+    name = "mine"
+    title = "MINE, held-out Donsker-Varadhan bound on T+Z, mean over seeds (Belghazi et al. 2018)"
+    params = (
+        NOISE_VAR,
+        Param("mine_seeds", int, PLANE_DEFAULTS["seeds"], "MINE runs per point; their mean is reported, with sd and se", low=1),
+        Param("mine_steps", int, PLANE_DEFAULTS["steps"], "training steps of each statistics network", low=1),
+        Param("mine_batch_size", int, PLANE_DEFAULTS["batch_size"], "noise draws per training step", low=2),
+        Param("mine_hidden", int, PLANE_DEFAULTS["hidden"], "width of the statistics networks' hidden layers", low=1),
+        Param("mine_lr", float, PLANE_DEFAULTS["lr"], "Adam learning rate", low=0.0, low_open=True),
+        Param("mine_baseline", int, PLANE_DEFAULTS["baseline"],
+              "runs on independent pairs (truth 0) for the bias baseline columns; 0: none", low=0),
+    )
+    columns = SE_COLUMNS + SD_COLUMNS + BASELINE_COLUMNS + (FLAG_COLUMN,)
+    uses_device = True
+
+    def points(self, t, labels, *, x=None, params, context=None, seed=0, device="cpu"):
+        pts = mine_information_plane(
+            t, labels, params["noise_var"], seeds=params["mine_seeds"], seed=seed, steps=params["mine_steps"],
+            batch_size=params["mine_batch_size"], hidden=params["mine_hidden"], lr=params["mine_lr"],
+            baseline=params["mine_baseline"], device=device)
+        return [PlanePoint(p.i_xt_nats, p.i_ty_nats, {k: v for k, v in p.values().items() if v is not None},
+                           {"noise_var": p.noise_var}) for p in pts]
+
+    def mutual_information(self, x, y, y_discrete: bool, *, hidden: int = DEFAULTS["hidden"], lr: float = DEFAULTS["lr"],
+                           steps: int = DEFAULTS["steps"], batch_size: int = DEFAULTS["batch_size"],
+                           ema_decay: float = DEFAULTS["ema_decay"], holdout_fraction: float = DEFAULTS["holdout_fraction"],
+                           transform: str = DEFAULTS["transform"], seed: int = 0, device: str = "cpu") -> float:
+        """Held-out Donsker-Varadhan estimate (Belghazi et al. 2018), nats; labels are one-hot encoded
+        (see `mine_mi` for the parameters)."""
+        if y_discrete:
+            codes = as_labels(y, "y")
+            ya = np.eye(int(codes.max()) + 1, dtype=np.float64)[codes]
+        else:
+            ya = as_2d_float(y, "y")
+        return float(mine_mi(as_2d_float(x, "x"), ya, hidden=hidden, lr=lr, steps=steps, batch_size=batch_size,
+                             ema_decay=ema_decay, holdout_fraction=holdout_fraction, transform=transform, seed=seed,
+                             device=device))
