@@ -83,6 +83,10 @@ SETTLE_RULE = dict(abs_nats=0.05, rel=0.05, checkpoints=(0.85, 0.9, 0.95, 1.0))
 _MARGINAL_PERMUTATIONS = 40
 _MAX_MARGINAL_PAIRS = 100_000
 _MONITOR_PERMUTATIONS = 4
+# The plane's held-out bound: at least this many fresh draws; its settle checkpoints use the first
+# _MONITOR_DRAWS of them.
+_MIN_EVAL_DRAWS = 4096
+_MONITOR_DRAWS = 2048
 
 
 # ------------------------------------------------------------------------------ shared pieces
@@ -550,18 +554,20 @@ def _plane_run(kind: str, tx, tc, codes, s2: float, inv_v, log_py, *, independen
     sd = math.sqrt(s2)
     b = min(batch_size, n)
 
-    def draw(m: int):
-        """m joint draws: the input index of X (or Y) and its noisy activation v."""
-        i = torch.randint(0, n, (m,), generator=gen)
+    def draw(m: int, i=None):
+        """m joint draws: the input index of X (or Y) (uniform, or `i`) and its noisy activation v."""
+        i = torch.randint(0, n, (m,), generator=gen) if i is None else i
         j = torch.randint(0, n, (m,), generator=gen) if independent else i
         z = torch.randn((m, d), generator=gen)
         i, j = i.to(dev), j.to(dev)
         return i, (tc[j] + sd * z.to(dev)) * inv_v
 
-    # held-out draws, fresh noise; the first `monitor` of them serve the settle checkpoints
-    m_eval = n * eval_draws
-    hi, hv = draw(m_eval)
-    monitor = min(m_eval, 2048)
+    # held-out draws, fresh noise, every input equally often (stratified: exactly uniform X);
+    # the first `monitor` of them (a random order) serve the settle checkpoints
+    reps = max(eval_draws, math.ceil(_MIN_EVAL_DRAWS / n))
+    stratified = torch.arange(n).repeat(reps)[torch.randperm(n * reps, generator=gen)]
+    hi, hv = draw(n * reps, stratified)
+    monitor = min(n * reps, _MONITOR_DRAWS)
 
     def bound(i, v) -> float:
         """The DV bound of the current critic on draws (i, v), the product term exact."""
@@ -662,8 +668,8 @@ def mine_information_plane(
     hidden : width of the statistics networks' hidden layers (and of g, h's output).
     lr, steps, batch_size, ema_decay : Adam learning rate, optimisation steps, draws per step,
         weight of the newest batch in the moving average of E[e^T].
-    eval_draws : fresh noise draws per probe input for the held-out bound (N * eval_draws
-        draws; the settle checkpoints use the first 2048 of them).
+    eval_draws : fresh noise draws per probe input for the held-out bound (every input
+        equally often, at least 4096 draws in all; the settle checkpoints use 2048 of them).
     baseline : 0 (default) for none; else that many runs of the same estimator on
         independent pairs (X, or Y, paired with the noisy activation of another, independently
         drawn input; truth 0), reported as their mean and 95 % quantile.
