@@ -29,6 +29,15 @@ BIT = math.log(2.0)
 def ib12_layers(epochs: int = 2, seed: int = 0) -> tuple[dict, np.ndarray]:
     """The ib net (12-10-7-5-4-3-2, tanh) trained `epochs` epochs with Adam (lr 1e-3, batch
     128) on the 85 % training split; returns ({layer: (4096, width) float32}, labels)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny net: intra-op threads only cost on a shared CPU
+    try:
+        return _train_ib12(epochs, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_ib12(epochs: int, seed: int) -> tuple[dict, np.ndarray]:
     torch.manual_seed(seed)
     x, y = load_ib12()
     train, _ = split_ib12(seed=seed)

@@ -509,6 +509,13 @@ class MinePlanePoint:
         }
 
 
+def _cap(raw, c):
+    """c - softplus(c - raw): raw where raw << c, never above c (smoothly)."""
+    import torch.nn.functional as F
+
+    return c - F.softplus(c - raw)
+
+
 def _zero_output(net) -> None:
     import torch.nn as nn
 
@@ -566,6 +573,11 @@ def _plane_run(kind: str, tx, tc, codes, s2: float, inv_v, log_py, *, independen
             params = list(net.parameters())
     sd = math.sqrt(s2)
     b = min(batch_size, n)
+    # T is capped smoothly at the largest value of the optimal critic ln p(v|x)/p(v) <= ln N
+    # (ln p(y|v)/p(y) <= -ln p(y)): the capped class still holds the optimum, and no pair the
+    # training never met can make e^T explode in the exact product term
+    log_n = math.log(n)
+    cap_y = -log_py.float()
 
     def draw(m: int, i=None):
         """m joint draws: the input index of X (or Y) (uniform, or `i`) and its noisy activation v."""
@@ -590,10 +602,10 @@ def _plane_run(kind: str, tx, tc, codes, s2: float, inv_v, log_py, *, independen
                 joint, lse = [], []
                 for s in range(0, v.shape[0], 1024):
                     hv_ = critic.h(v[s:s + 1024])
-                    joint.append((g_all[i[s:s + 1024]] * hv_).sum(1).double())
-                    lse.append(torch.logsumexp(hv_ @ g_all.T, dim=1).double() - math.log(n))
+                    joint.append(_cap((g_all[i[s:s + 1024]] * hv_).sum(1), log_n).double())
+                    lse.append(torch.logsumexp(_cap(hv_ @ g_all.T, log_n), dim=1).double() - log_n)
             else:
-                out = net(v).double()
+                out = _cap(net(v), cap_y).double()
                 joint = [out.gather(1, codes[i][:, None]).squeeze(1)]
                 lse = [torch.logsumexp(out + log_py, dim=1)]
             joint, lse = torch.cat(joint), torch.cat(lse)
@@ -608,11 +620,11 @@ def _plane_run(kind: str, tx, tc, codes, s2: float, inv_v, log_py, *, independen
     for step in range(1, steps + 1):
         i, v = draw(b)
         if kind == "xt":
-            scores = critic.g(tx[i]) @ critic.h(v).T  # (b, b): row = x, column = v
+            scores = _cap(critic.g(tx[i]) @ critic.h(v).T, log_n)  # (b, b): row = x, column = v
             t_joint = scores.diagonal()
             lme = torch.logsumexp(scores[off_diag], dim=0) - log_pairs  # all b(b-1) product pairs
         else:
-            out = net(v)
+            out = _cap(net(v), cap_y)
             t_joint = out.gather(1, codes[i][:, None]).squeeze(1)
             lme = torch.logsumexp(out + log_py.float(), dim=(0, 1)) - math.log(b)  # exact over the K labels
         loss = ema.loss(t_joint.mean(), lme)
