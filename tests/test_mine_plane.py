@@ -75,7 +75,7 @@ def test_plane_matches_sample_propagation(ib12, layer):
     layers, y = ib12
     s2s = (0.1, 1.0)
     truth = sp_information_plane(layers[layer], y, s2s, noise_samples=4)
-    points = mine_information_plane(layers[layer], y, s2s, seeds=1, steps=300)
+    points = mine_information_plane(layers[layer], y, s2s, seeds=1, steps=150)
     for tr, p in zip(truth, points):
         assert within(p.i_xt_nats, tr.i_xt), (layer, tr, p)
         assert within(p.i_ty_nats, tr.i_ty), (layer, tr, p)
@@ -118,7 +118,7 @@ def test_flags_an_unsettled_run(ib12):
 
 def test_spread_baseline_and_interface_columns(ib12):
     layers, y = ib12
-    (p,) = mine_information_plane(layers["layer3"], y, 0.1, seeds=2, steps=150, baseline=2)
+    (p,) = mine_information_plane(layers["layer3"], y, 0.1, seeds=2, steps=100, baseline=2)
     assert isinstance(p, MinePlanePoint)
     assert len(p.i_xt_seeds) == 2 and p.i_xt_nats == pytest.approx(np.mean(p.i_xt_seeds))
     assert p.i_xt_sd_nats == pytest.approx(np.std(p.i_xt_seeds, ddof=1))
