@@ -51,7 +51,11 @@ def git_state() -> tuple[str | None, bool | None]:
 
 
 def torch_version() -> str | None:
-    """The installed torch's version, read from its metadata (without importing torch)."""
+    """torch's version with its build (`2.14.1+cu130`) when torch is loaded, else the installed
+    package's version from its metadata (without importing torch)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return str(torch.__version__)
     try:
         return importlib.metadata.version("torch")
     except importlib.metadata.PackageNotFoundError:
