@@ -173,7 +173,6 @@ class Store:
         _quiet_mlflow()
         self.local_dir = local_store_dir(self.uri)
         self.lock = None
-        self.relocated: dict[str, str] = {}
         if self.local_dir is not None:
             db = sqlite_path(self.uri)
             if must_exist and not db.is_file():
@@ -192,7 +191,7 @@ class Store:
                 self.client = _SerializedClient(client, self.lock) if self.lock is not None else client
                 self.client.search_experiments(max_results=1)
                 if self.local_dir is not None:
-                    self.relocated = relocate_artifacts(sqlite_path(self.uri), self.local_dir)
+                    relocate_artifacts(sqlite_path(self.uri), self.local_dir)  # a copied or moved store
         except (OSError, sqlite3.Error) as exc:
             raise UserError(f"cannot open the MLflow store {self.uri} ({getattr(exc, 'strerror', None) or exc}): pass --tracking-uri or fix its permissions") from exc
         except Exception as exc:  # MlflowException, or SQLAlchemy's own (e.g. "file is not a database")

@@ -8,6 +8,7 @@ One small ib12 run (shipped data, 3 epochs, seconds) serves every test that need
 from __future__ import annotations
 
 import contextlib
+import shutil
 import io
 import json
 import os
@@ -211,6 +212,26 @@ def test_train_prints_outcome_and_next_step(trained, capsys):
     assert lines[-1].startswith("next: ibcli mi ")
 
 
+def test_show_summary_is_the_end_of_make_run(trained, capsys, tmp_path):
+    """`ibcli show RUN --summary` (what `make run` ends with): accuracy, each method's per-layer
+    I(X;T), the figure paths where --output put them, and the command that opens the UI on this store."""
+    uri, rid = trained["uri"], trained["run_id"]
+    s = Store(uri)
+    acc = s.find_run(rid).data.metrics["test_accuracy"]
+    code, _, err = _cli(["plot", rid, "--output", str(tmp_path / "figs")], capsys, uri)
+    assert code == 0, err
+    code, out, err = _cli(["show", rid, "--summary"], capsys, uri)
+    assert code == 0 and err == "", err
+    lines = out.splitlines()
+    assert lines[0] == f"train run {rid} ({BRACKETED}): FINISHED, 3 epochs, test accuracy {acc:.4f}"
+    binning = next(r for r in s.children(rid, stage="mi") if r.data.params["method"] == "binning")
+    i = lines.index(f"mi run {binning.info.run_id}:")
+    assert lines[i + 1].startswith("binning: I(X;T) in bits")
+    assert [line.split()[0] for line in lines[i + 4 : i + 10]] == ["layer1", "layer2", "layer3", "layer4", "layer5", "output"]
+    assert f"  {tmp_path / 'figs' / 'information_plane.html'}" in lines
+    assert lines[-1].startswith(f"browse every run: ibcli ui --tracking-uri {uri}")
+
+
 # ------------------------------------------------------------------ signals at exit
 LATE_SIGNAL = textwrap.dedent("""
     import atexit, os, signal, sys
@@ -274,3 +295,46 @@ def test_killed_train_prints_the_resume_command(trained, capsys, monkeypatch):
                and r.data.tags.get("ibcli.stage") == "train" and r.info.run_name != "wide")
     assert f"train run {rid}: KILLED after 2 of 3 epochs" in err
     assert f"continue it with: ibcli train --resume {rid} --tracking-uri {trained['uri']}" in err
+
+
+# ------------------------------------------------------------------ make run
+SHIM = """#!/bin/sh
+# `make run` with a small MNIST run: the recipe as written, 2% of the train set and a 300-image probe.
+if [ "$1" = train ]; then set -- "$@" --train-fraction 0.02 --probe-size 300; fi
+exec "{python}" -m ibcli.cli "$@"
+"""
+
+
+@pytest.mark.skipif(not os.environ.get("IBCLI_SLOW_TESTS"), reason="about 25 s of CPU: set IBCLI_SLOW_TESTS=1")
+def test_make_run_ends_with_the_summary(tmp_path, store_template):
+    """The Makefile's recipe, run as is (ibcli shimmed to train small): no recipe echo, and it ends
+    with the test accuracy, each method's per-layer I(X;T), the figure paths and the UI command."""
+    from conftest import SHARED_DATA
+
+    if not (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+        pytest.skip("real MNIST not found")
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ibcli").write_text(SHIM.format(python=sys.executable))
+    (bin_dir / "ibcli").chmod(0o755)
+    (bin_dir / "python").symlink_to(sys.executable)
+    work = tmp_path / "project"
+    seed_store(store_template, work)
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MAKEFLAGS")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.run(["make", "-f", str(REPO / "Makefile"), "run", f"BIN={bin_dir}", "STAMP=", f"DATA={SHARED_DATA}",
+                           "EPOCHS=1"], cwd=work, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "set -e" not in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr == "", proc.stderr  # not a terminal: no bars; every stage's --json went to /dev/null
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("train run ") and ": FINISHED, 1 epochs, test accuracy 0." in lines[0]
+    assert sum(line.startswith("mi run ") for line in lines) == 2
+    assert any(line.startswith("binning: I(X;T) in bits") for line in lines)
+    assert any(line.startswith("kde: I(X;T) in bits") for line in lines)
+    assert sum(line.split()[:1] == ["layer5"] for line in lines) == 2
+    figures = work / "figures" / "mlp"
+    assert f"  {figures / 'information_plane.html'}" in lines and (figures / "information_plane.html").is_file()
+    assert lines[-1].startswith("browse every run: ibcli ui")
