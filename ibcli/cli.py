@@ -28,7 +28,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from ibcli.console import error, error_text, note, say, stderr
+from ibcli.console import error, note, say, stderr
 from ibcli.datasets import DATASETS
 from ibcli.devices import DEVICES
 from ibcli.errors import UserError
@@ -528,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx = getattr(exc, "ctx", None)
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         message = exc.format_message().replace("Value error, ", "")  # Typer's prefix on a bad choice
-        stderr.print(error_text(f"{message}{hint}"))
+        error(f"{message}{hint}")
         return 2
     except typer.Abort:
         return INTERRUPTED_EXIT

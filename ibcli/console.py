@@ -10,10 +10,8 @@ so a printed path copies as one piece.
 
 from __future__ import annotations
 
-import json
-
+from rich import box
 from rich.console import Console
-from rich.json import JSON
 from rich.table import Table
 from rich.text import Text
 
@@ -26,14 +24,9 @@ def stdout_console() -> Console:
     return Console(markup=False, highlight=False, soft_wrap=True)
 
 
-def error_text(message: str) -> Text:
-    """`error: MESSAGE` with the message literal."""
-    return Text.assemble(("error:", "bold red"), " ", message)
-
-
 def error(message: str) -> None:
-    """One literal error line on stderr."""
-    stderr.print(error_text(message))
+    """One `error: MESSAGE` line on stderr, the message literal."""
+    stderr.print(Text.assemble(("error:", "bold red"), " ", message))
 
 
 def note(message: str, console: Console | None = None) -> None:
@@ -46,11 +39,6 @@ def say(message: str, style: str | None = None, console: Console | None = None) 
     (console or stderr).print(Text(message, style=style or ""))
 
 
-def print_json(data, console: Console | None = None) -> None:
-    """A JSON summary for people (indented, coloured, soft-wrapped) on stderr."""
-    (console or stderr).print(JSON(json.dumps(data, default=str)))
-
-
 def fitted_table(columns: list[tuple[str, str]], rows: list[list[str]], *, flexible: tuple[str, ...] = (),
                  title: str | None = None) -> Table:
     """A compact table (no vertical borders) whose cells are never cut short.
@@ -60,8 +48,6 @@ def fitted_table(columns: list[tuple[str, str]], rows: list[list[str]], *, flexi
     ones (which wrap between words) when the terminal is narrow: at 80 columns nothing
     becomes `activat…`.
     """
-    from rich import box
-
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True,
                   title_justify="left")
     for i, (header, justify) in enumerate(columns):

@@ -8,11 +8,10 @@ One small ib12 run (shipped data, 3 epochs, seconds) serves every test that need
 from __future__ import annotations
 
 import contextlib
-import shutil
 import io
 import json
 import os
-import signal
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -21,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, run_cli, run_json, seed_store
+from conftest import REPO, run_cli, seed_store
 
 from ibcli.store import Store
 
