@@ -84,8 +84,9 @@ def test_bracketed_text_in_errors_of_every_command(trained, capsys):
         code, out, err = _cli(args, capsys, uri)
         _one_error_line(code, err, *texts)
     # a store path with brackets (no store there)
-    code, _, err = run_cli(["runs", "--tracking-uri", "sqlite:////tmp/no[/store]/mlflow.db"], capsys)
-    _one_error_line(code, err, "/tmp/no[/store]/mlflow.db")
+    for command in ("runs", "ui"):
+        code, _, err = run_cli([command, "--tracking-uri", "sqlite:////tmp/no[/store]/mlflow.db"], capsys)
+        _one_error_line(code, err, "/tmp/no[/store]/mlflow.db")
 
 
 def test_bracketed_names_and_paths_in_output(trained, capsys, tmp_path):
@@ -96,6 +97,8 @@ def test_bracketed_names_and_paths_in_output(trained, capsys, tmp_path):
     assert f"train run {rid} ({BRACKETED})" in out
     code, out, err = _cli(["show", rid, "--summary"], capsys, uri)
     assert code == 0 and BRACKETED in out, err
+    code, out, err = _cli(["rm", rid, "--dry-run"], capsys, uri)
+    assert code == 0 and BRACKETED in err and "would delete" in err, err
     figures = tmp_path / "fig[/a]"
     code, out, err = _cli(["plot", rid, "--output", str(figures)], capsys, uri)
     assert code == 0, err
