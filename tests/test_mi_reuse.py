@@ -89,3 +89,6 @@ def test_the_key_leaves_out_speed_options():
     assert key != mi_key(_Toy(), {"bins": 31, "workers": 1}, 0, sel)
     assert key != mi_key(_Toy(), {"bins": 30, "workers": 1}, 1, sel)
     assert key != mi_key(_Toy(), {"bins": 30, "workers": 1}, 0, Selection(sel.records[:1], sel.layers))
+    # the same step recorded again with other values (a resume re-records after its checkpoint)
+    again = [{"step": 0}, {"step": 7, "range": {"a": [-1.0, 0.9]}}]
+    assert key != mi_key(_Toy(), {"bins": 30, "workers": 1}, 0, Selection(again, sel.layers))

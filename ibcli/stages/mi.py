@@ -35,10 +35,14 @@ MI_KEY_TAG = "ibcli.mi_key"
 def mi_key(estimator: Estimator, params: dict, seed: int, selection: Selection) -> str:
     """The identity of an mi run's numbers: a hash of the method, its parameters that change the
     result (`Param.affects_result`), the seed, the steps of the selected records and the layers.
-    The device and parallelism options are left out: they change how fast, not what."""
+    The device and parallelism options are left out: they change how fast, not what. The
+    layers' value ranges the recorder wrote go in too, so a record written again (a killed run
+    resumed from an earlier checkpoint re-records its later steps) is not taken for the old one."""
+    layers = sorted(selection.layers)
     ident = {"method": estimator.name, "seed": int(seed),
              "params": {p.name: params[p.name] for p in estimator.params if p.affects_result},
-             "records": [int(r["step"]) for r in selection.records], "layers": sorted(selection.layers)}
+             "records": [int(r["step"]) for r in selection.records], "layers": layers,
+             "ranges": [[r.get("range", {}).get(name) for name in layers] for r in selection.records]}
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
