@@ -223,7 +223,7 @@ def mi(
     device: Annotated[Device, typer.Option(help="Torch device of the methods that use one (auto = cuda when available).")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of every random draw (added noise, MINE's training); each record adds its step.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Compute even if a finished mi run of this train run has the same method, parameters, seed, records and layers (without it, that run is reused).")] = False,
-    table: Annotated[bool, typer.Option("--table", help="Print every (epoch, layer) row instead of the per-layer summary.")] = False,
+    table: Annotated[bool, typer.Option("--table", help="Also print every (epoch, layer) row, before the per-layer summary.")] = False,
     tracking_uri: TrackingUri = None,
     json_out: JsonOut = False,
     quiet: Quiet = False,

@@ -39,25 +39,25 @@ def say(message: str, style: str | None = None, console: Console | None = None) 
     (console or stderr).print(Text(message, style=style or ""))
 
 
-def fitted_table(columns: list[tuple[str, str]], rows: list[list[str]], *, flexible: tuple[str, ...] = (),
+def fitted_table(columns: list[tuple[str, str]], rows: list[list], *, flexible: tuple[str, ...] = (),
                  title: str | None = None) -> Table:
     """A compact table (no vertical borders) whose cells are never cut short.
 
-    columns: (header, "left" | "right"); rows: lists of plain strings. A column not in
-    `flexible` is at least as wide as its longest word, so rich narrows only the flexible
-    ones (which wrap between words) when the terminal is narrow: at 80 columns nothing
-    becomes `activat…`.
+    columns: (header, "left" | "right"); rows: lists of plain strings (or `Text` for colour).
+    A column not in `flexible` is at least as wide as its longest cell, so rich narrows only
+    the flexible ones (which wrap between words) when the terminal is narrow: at 80 columns
+    nothing becomes `activat…`.
     """
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True,
                   title_justify="left")
+    plain = [[cell.plain if isinstance(cell, Text) else str(cell) for cell in row] for row in rows]
     for i, (header, justify) in enumerate(columns):
-        words = [w for row in rows for w in str(row[i]).split()] + header.split()
-        widest = max((len(w) for w in words), default=1)
         if header in flexible:
-            table.add_column(header, justify=justify, overflow="fold", min_width=widest)
+            widest_word = max((len(w) for row in plain for w in row[i].split()), default=1)
+            table.add_column(header, justify=justify, overflow="fold", min_width=max(widest_word, len(header)))
         else:
-            whole = max([len(str(row[i])) for row in rows] + [len(header)])
+            whole = max([len(row[i]) for row in plain] + [len(header)])
             table.add_column(header, justify=justify, no_wrap=True, min_width=whole)
     for row in rows:
-        table.add_row(*map(str, row))
+        table.add_row(*(cell if isinstance(cell, Text) else str(cell) for cell in row))
     return table

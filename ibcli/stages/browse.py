@@ -35,6 +35,9 @@ def _epochs(run) -> tuple[int | None, int | None]:
     return (int(done) if done is not None else None), (int(target) if target is not None else None)
 
 
+STATUS_STYLES = {"FINISHED": "green", "RUNNING": "yellow", "KILLED": "magenta", "FAILED": "red"}
+
+
 def list_runs(tracking_uri: str | None, limit: int = 50) -> list[dict]:
     """Train runs, newest first, each with its mi and plot children (one dict per train run)."""
     store = Store(tracking_uri, must_exist=True)
@@ -89,7 +92,8 @@ def print_runs(rows: list[dict]) -> None:
         methods = sorted({m["method"] for m in row["mi"] if m["status"] == "FINISHED" and m["method"]})
         cells.append([row["run_id"][:8], row["model"] or "?", row["activation"] or "?", epochs,
                       "" if acc is None else f"{acc:.4f}", ", ".join(methods) or "-",
-                      str(sum(p["status"] == "FINISHED" for p in row["plots"])), row["status"]])
+                      str(sum(p["status"] == "FINISHED" for p in row["plots"])),
+                      Text(row["status"], style=STATUS_STYLES.get(row["status"], ""))])
     console.print(fitted_table(columns, cells, flexible=("mi done",), title="train runs (newest first)"))
 
 
