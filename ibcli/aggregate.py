@@ -21,7 +21,7 @@ from scipy import stats
 from ibcli.errors import UserError
 from ibcli.estimators import registry
 
-__all__ = ["aggregate_over_seeds", "group_keys", "average_mi", "compression_summary", "check_same_settings"]
+__all__ = ["aggregate_over_seeds", "group_keys", "average_mi", "compression_summary", "check_same_settings", "run_summary"]
 
 #: Group keys, in output order; ``noise_var`` only where the column exists.
 BASE_KEYS = ("method", "noise_var", "layer", "layer_index", "epoch", "step")
@@ -242,3 +242,19 @@ def compression_summary(agg: pd.DataFrame) -> pd.DataFrame:
                      "i_ty_first_bits": float(g.iloc[0]["i_ty_bits_mean"]), "i_ty_last_bits": float(last["i_ty_bits_mean"]),
                      "at_ceiling": bool(g["i_xt_bits_mean"].min() >= ceiling - 0.05)})
     return pd.DataFrame(rows)
+
+
+def run_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, noise_var, layer) of ONE mi run's table: the first, peak and last I(X;T) in
+    bits, the peak's epoch, and `compression_bits` = peak - last (>= 0), in layer order.
+
+    The single-run case of `compression_summary` (one seed: the mean is the value, no spread);
+    what `ibcli mi` prints and `ibcli show --summary` lists.
+    """
+    if table.empty:
+        return pd.DataFrame(columns=["method", "noise_var", "layer", "layer_index", "first_i_xt_bits",
+                                     "peak_i_xt_bits", "peak_epoch", "last_i_xt_bits", "compression_bits"])
+    one = table.rename(columns={"i_xt_bits": "i_xt_bits_mean", "i_ty_bits": "i_ty_bits_mean"})
+    one["i_xt_bits_sd"] = math.nan
+    out = compression_summary(one).rename(columns={"fall_bits": "compression_bits"})
+    return out.sort_values(["noise_var", "layer_index"], na_position="first", ignore_index=True)

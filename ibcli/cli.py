@@ -3,12 +3,20 @@
 The only module that knows Typer; nothing imports it. The stages (and torch, mlflow)
 are imported inside each command, deliberately: `ibcli --help` and a mistyped option
 answer at once instead of after seconds of imports.
+
+Output rules: every message goes through `ibcli.console`, which prints text literally (a
+run name `tanh[/lr=0.1]` is printed as typed). stdout holds only what a command is asked
+for: `--json` summaries (and nothing else), `ibcli runs`/`show` listings; messages,
+notes, progress bars and human summaries go to stderr. With `--json`, stderr gets only
+errors and, on a terminal, progress bars that erase themselves; `--quiet` drops the bars too.
 """
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import json
+import os
 import shlex
 import signal
 import sys
@@ -20,13 +28,13 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
+from ibcli.console import error, note, say, stderr
 from ibcli.datasets import DATASETS
 from ibcli.devices import DEVICES
 from ibcli.errors import UserError
 from ibcli.estimators import registry
 from ibcli.estimators.errors import EstimatorInputError
 from ibcli.models import ACTIVATIONS, MODEL_ALIASES, MODELS, OPTIMIZERS
-from ibcli.progress import stderr
 
 
 app = typer.Typer(
@@ -57,14 +65,39 @@ TrackingUri = Annotated[
     Optional[str],
     typer.Option("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./runs/mlflow.db)."),
 ]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, tables or notes (errors only).")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout and nothing else (stderr: errors, and progress bars on a terminal).")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from ibcli.provenance import version_line
+
+        sys.stdout.write(version_line() + "\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print ibcli's version (and git commit in a checkout) and exit.")] = False,
+):
+    """Information-plane analysis of neural networks: train -> mi -> plot, each stage an MLflow run."""
 
 
 def fail(message: str) -> None:
-    """One line on stderr, exit code 2."""
-    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """One literal line on stderr, exit code 2."""
+    error(message)
     raise typer.Exit(2)
+
+
+def _bars(quiet: bool, json_out: bool) -> str:
+    """Progress bars: none with --quiet; with --json only on a terminal, erased when done."""
+    if quiet:
+        return "off"
+    if json_out:
+        return "transient" if stderr.is_terminal else "off"
+    return "on"
 
 
 @contextmanager
@@ -90,11 +123,23 @@ def _explicit(ctx: typer.Context) -> set[str]:
     return {name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"}
 
 
-def _print_summary(summary: dict, json_out: bool, quiet: bool) -> None:
-    if json_out:
-        sys.stdout.write(json.dumps(summary, default=str) + "\n")
-    elif not quiet:
-        stderr.print_json(json.dumps(summary, default=str))
+def _write_json(data) -> None:
+    sys.stdout.write(json.dumps(data, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _print_train(summary: dict) -> None:
+    """A finished or killed train run in two lines: the outcome, then the next command."""
+    rid, acc = summary["run_id"], summary.get("final_metrics", {}).get("test_accuracy")
+    accuracy = f", test accuracy {acc:.4f}" if acc is not None else ""
+    if summary["status"] == "KILLED":
+        say(f"train run {rid}: KILLED after {summary['epochs']} of {summary['epochs_target']} epochs{accuracy}; "
+            f"its {summary['records']} complete records are kept", style="yellow")
+        say(f"continue it with: {summary['resume']}")
+        return
+    say(f"train run {rid}: {summary['status']}, {summary['epochs']} epochs in {summary['seconds']:.1f} s{accuracy}, "
+        f"{summary['records']} records", style="bold")
+    say(f"next: ibcli mi {rid[:8]} --method binning")
 
 
 # ---------------------------------------------------------------------------- train
@@ -140,8 +185,12 @@ def train(
 
     options = {k: _value(v) for k, v in ctx.params.items() if k not in TRAIN_COMMAND_OPTIONS}
     with user_errors():
-        summary = run_train(options, _explicit(ctx), resume, run_name, tracking_uri, quiet)
-    _print_summary(summary, json_out, quiet)
+        summary = run_train(options, _explicit(ctx), resume, run_name, tracking_uri, quiet or json_out,
+                            bars=_bars(quiet, json_out))
+    if json_out:
+        _write_json(summary)
+    elif not quiet or summary.get("status") == "KILLED":
+        _print_train(summary)
     if summary.get("status") == "KILLED":
         raise typer.Exit(130)
 
@@ -173,6 +222,8 @@ def mi(
     epochs: Annotated[Optional[list[float]], typer.Option("--epoch", help="Only these recorded epochs (repeatable); binning edges still span all epochs.")] = None,
     device: Annotated[Device, typer.Option(help="Torch device of the methods that use one (auto = cuda when available).")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of every random draw (added noise, MINE's training); each record adds its step.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Compute even if a finished mi run of this train run has the same method, parameters, seed, records and layers (without it, that run is reused).")] = False,
+    table: Annotated[bool, typer.Option("--table", help="Also print every (epoch, layer) row, before the per-layer summary.")] = False,
     tracking_uri: TrackingUri = None,
     json_out: JsonOut = False,
     quiet: Quiet = False,
@@ -180,9 +231,12 @@ def mi(
 ):
     """Estimate I(X;T) and I(T;Y) for every recorded (epoch, layer) of a train run.
 
+    Prints the mi run's id and, per layer, the first, peak and last I(X;T) and the compression
+    (peak - last) in bits. Asking again with the same settings reuses the finished mi run.
+
     Example: [bold]ibcli mi 3f2a --method kde --noise-var 0.1 --noise-var 0.01[/]
     """
-    from ibcli.stages.mi import run_mi
+    from ibcli.stages.mi import load_table, print_summary, print_table, run_mi
 
     with user_errors():
         estimator = registry.get(_value(method))
@@ -194,9 +248,18 @@ def mi(
             raise UserError(f"--{stray[0].replace('_', '-')} is an option of {'/'.join(users)}, not of --method {estimator.name}")
         given = {k: tuple(map(_value, v)) if isinstance(v, list) else v for k, v in given.items()}
         summary = run_mi(run_id, estimator.name, given, layers=tuple(layers or ()), epochs=tuple(epochs or ()),
-                         seed=seed, device=_value(device), tracking_uri=tracking_uri, quiet=quiet)
-    if json_out:
-        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+                         seed=seed, device=_value(device), tracking_uri=tracking_uri, quiet=quiet or json_out,
+                         force=force, bars=_bars(quiet, json_out))
+        if json_out:
+            _write_json(summary)
+        elif not quiet and "members" in summary:  # a sweep: the stage printed a line per member
+            for one in summary["members"] if table else ():
+                print_table(load_table(one, tracking_uri), estimator)
+            say(f"{len(summary['members'])} mi runs; figures averaged over seeds: ibcli plot {summary['sweep_id'][:8]}")
+        elif not quiet:
+            if table:
+                print_table(load_table(summary, tracking_uri), estimator)
+            print_summary(summary)
 
 
 # The estimators' parameters become options of `ibcli mi`: a new method adds its own.
@@ -227,10 +290,13 @@ def plot(
     with user_errors():
         summary = run_plot(run_id, list(mi_run or []), output, tracking_uri, band=_value(band))
     if json_out:
-        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+        _write_json(summary)
     elif not quiet:
+        for text in summary.get("notes", []):
+            note(text)
         for path in summary["files"]:
-            stderr.print(f"wrote {path}")
+            say(f"wrote {path}")
+        say(f"plot run {summary['plot_run_id']}; browse every run with: ibcli ui")
 
 
 # ---------------------------------------------------------------------------- sweep
@@ -260,7 +326,28 @@ def parse_train_args(args: list[str]) -> dict:
     return {k: _value(v) for k, v in ctx.params.items() if k in explicit}
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def _train_flags() -> str:
+    """The `ibcli train` options a sweep passes to its members, as typed (for `ibcli sweep --help`)."""
+    flags = []
+    for name, p in inspect.signature(train).parameters.items():
+        if name == "ctx" or name in ("seed", "resume", *TRAIN_COMMAND_OPTIONS):
+            continue
+        flag = "--" + name.replace("_", "-")
+        flags.append(f"{flag}/--no-{flag[2:]}" if isinstance(p.default, bool) else flag)
+    return ", ".join(flags)
+
+
+def _print_sweep(summary: dict) -> None:
+    accs = [m["final_metrics"]["test_accuracy"] for m in summary["members"] if "test_accuracy" in m.get("final_metrics", {})]
+    acc = f", mean test accuracy {sum(accs) / len(accs):.4f}" if accs else ""
+    say(f"sweep run {summary['sweep_id']}: {summary['status']}, {len(summary['members'])} members in "
+        f"{summary['seconds']:.0f} s{acc}", style="bold")
+    say(f"next: ibcli mi {summary['sweep_id'][:8]} --method binning, then ibcli plot {summary['sweep_id'][:8]}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             epilog="Train options a sweep passes to every member (see `ibcli train --help`): " + _train_flags()
+             + ". --seed and --resume belong to the sweep; --run-name, --tracking-uri, --json and --quiet are the sweep's own.")
 def sweep(
     ctx: typer.Context,
     seeds: Annotated[str, typer.Option(help='Seeds, one train run each: a range "0-9", a list "0,1,5" or one seed "3".')] = "0-4",
@@ -282,17 +369,21 @@ def sweep(
     try:
         with user_errors():
             try:
-                summary = run_sweep(parse_train_args(ctx.args), seeds, jobs, threads, run_name, tracking_uri, quiet)
+                summary = run_sweep(parse_train_args(ctx.args), seeds, jobs, threads, run_name, tracking_uri,
+                                    quiet or json_out)
             except SweepFailed as exc:
                 if json_out:
-                    sys.stdout.write(json.dumps(exc.summary, default=str) + "\n")
+                    _write_json(exc.summary)
                 raise
     except SweepInterrupted as exc:
         if json_out:
-            sys.stdout.write(json.dumps(exc.args[0], default=str) + "\n")
-        stderr.print("[yellow]sweep interrupted:[/] running members were stopped and keep their records", highlight=False)
+            _write_json(exc.args[0])
+        say("sweep interrupted: running members were stopped and keep their records", style="yellow")
         raise typer.Exit(130)
-    _print_summary(summary, json_out, quiet)
+    if json_out:
+        _write_json(summary)
+    elif not quiet:
+        _print_sweep(summary)
 
 
 # ---------------------------------------------------------------------------- reproduce
@@ -342,7 +433,7 @@ def runs(
     with user_errors():
         rows = list_runs(tracking_uri, limit=limit)
     if json_out:
-        sys.stdout.write(json.dumps(rows, default=str) + "\n")
+        _write_json(rows)
     else:
         print_runs(rows)
 
@@ -350,21 +441,50 @@ def runs(
 @app.command()
 def show(
     run_id: Annotated[str, typer.Argument(help="Run id (or unique prefix) of a train, mi or plot run.")],
+    summary: Annotated[bool, typer.Option("--summary", help="Train runs: only the results: test accuracy, each method's per-layer I(X;T) summary, the figures and how to browse them.")] = False,
     tracking_uri: TrackingUri = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the run as one JSON object on stdout.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the run (or its --summary) as one JSON object on stdout.")] = False,
 ):
-    """Print a run's params, metrics, artifacts and child runs.
+    """Print a run's params, metrics, artifacts and child runs (or a train run's results, --summary).
 
-    Example: [bold]ibcli show 3f2a --json[/]
+    Example: [bold]ibcli show 3f2a --json[/]  or  [bold]ibcli show 3f2a --summary[/]
     """
-    from ibcli.stages.browse import describe_run, print_run
+    from ibcli.stages.browse import describe_run, print_run, print_train_summary, train_summary
 
     with user_errors():
-        info = describe_run(run_id, tracking_uri)
+        info = train_summary(run_id, tracking_uri) if summary else describe_run(run_id, tracking_uri)
     if json_out:
-        sys.stdout.write(json.dumps(info, default=str) + "\n")
+        _write_json(info)
+    elif summary:
+        print_train_summary(info)
     else:
         print_run(info)
+
+
+@app.command()
+def rm(
+    run_ids: Annotated[Optional[list[str]], typer.Argument(help="Run ids (or unique prefixes) to delete, with every run below them.", show_default=False)] = None,
+    status: Annotated[Optional[list[str]], typer.Option("--status", help="Also every run in this state: FAILED, KILLED, RUNNING or FINISHED (repeatable).", show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted and delete nothing.")] = False,
+    tracking_uri: TrackingUri = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print what was (or would be) deleted as one JSON object on stdout.")] = False,
+    quiet: Quiet = False,
+):
+    """Delete runs for real: each with its mi and plot runs (a sweep: its members too) and all their artifact files.
+
+    A run being trained right now is refused. The runs leave every listing (MLflow's soft
+    delete; `mlflow gc` purges the database rows); their files are removed at once.
+
+    Example: [bold]ibcli rm --status FAILED --dry-run[/]  then  [bold]ibcli rm 3f2a 91bc[/]
+    """
+    from ibcli.stages.rm import print_removal, run_rm
+
+    with user_errors():
+        result = run_rm(list(run_ids or []), list(status or []), dry_run, tracking_uri)
+    if json_out:
+        _write_json(result)
+    elif not quiet:
+        print_removal(result)
 
 
 @app.command()
@@ -385,8 +505,12 @@ def ui(
     if dry_run:
         sys.stdout.write(shlex.join(command) + "\n")
         return
-    stderr.print(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)", highlight=False)
+    say(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)")
     exec_ui(command)
+
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+INTERRUPTED_EXIT = 130
 
 
 def _raise_interrupt(signum, frame):
@@ -394,25 +518,64 @@ def _raise_interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point: usage errors become one line and exit code 2."""
+    """Run one command; usage errors become one line and exit code 2, SIGINT/SIGTERM exit code 130."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="ibcli")
     except typer.TyperException as exc:  # click's usage errors (bad option, bad value, missing argument)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # (as Typer tells it: click is vendored)
+            return 0  # bare `ibcli`: Typer has printed the help, which is what was asked for
         ctx = getattr(exc, "ctx", None)
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         message = exc.format_message().replace("Value error, ", "")  # Typer's prefix on a bad choice
-        stderr.print(f"[bold red]error:[/] {message}{hint}", highlight=False, soft_wrap=True)
+        error(f"{message}{hint}")
         return 2
     except typer.Abort:
-        return 130
+        return INTERRUPTED_EXIT
+    except KeyboardInterrupt:  # a signal after the command returned, before main did
+        return INTERRUPTED_EXIT
     except SystemExit as exc:  # --show-completion, --install-completion, shell completion itself
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return rv if isinstance(rv, int) else 0
 
 
+_late_signals: list[int] = []
+
+
+def _remember_signal(signum, frame) -> None:
+    _late_signals.append(signum)
+
+
+def _exit_on_late_signal() -> None:
+    """atexit, last: a SIGINT/SIGTERM that came while Python shut down still means "interrupted"."""
+    for sig in STOP_SIGNALS:  # the rest of the teardown ignores them (Python keeps SIG_IGN to the end)
+        signal.signal(sig, signal.SIG_IGN)
+    if _late_signals:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(INTERRUPTED_EXIT)
+
+
 def main_exit() -> None:
-    sys.exit(main())
+    """The `ibcli` console script: `main`, then an exit that a late signal cannot turn into a crash.
+
+    Once the command has returned, SIGINT/SIGTERM are only remembered: one that lands while
+    the interpreter shuts down (threads, atexit, module teardown, where Python puts back the
+    default handlers) would otherwise kill the process with 143 or print a traceback. A
+    remembered one makes the exit code 130, as any interrupt does.
+    """
+    atexit.register(_exit_on_late_signal)  # registered first, so it runs after every library's atexit
+    try:
+        rc = main()
+    except KeyboardInterrupt:  # a signal between the command's return and main's
+        rc = INTERRUPTED_EXIT
+    finally:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, _remember_signal)
+    sys.exit(INTERRUPTED_EXIT if _late_signals else rc)
 
 
 if __name__ == "__main__":

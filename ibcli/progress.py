@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-stderr = Console(stderr=True)
+from ibcli.console import stderr  # noqa: F401  (re-exported: stages import it from here)
 
 
-def make_progress(quiet: bool) -> Progress:
+def make_progress(quiet: bool, transient: bool = False) -> Progress:
+    """Bars on stderr; `quiet` disables them, `transient` erases them when done (used with --json).
+
+    Descriptions and the info field are printed literally (no rich markup), like every message.
+    """
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-        console=stderr, disable=quiet, transient=False,
+        TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}", markup=False),
+        console=stderr, disable=quiet, transient=transient,
     )
 
 
 class TrainProgress:
-    """Epoch and batch bars for the training loop."""
+    """Epoch and batch bars for the training loop; the batch bar goes once the last epoch is done."""
 
     def __init__(self, progress: Progress):
         self.p = progress
         self.epochs = self.batches = None
+        self.total = 0
 
     def start(self, epochs: int, steps_per_epoch: int, done: int) -> None:
+        self.total = epochs
         self.epochs = self.p.add_task("epochs", total=epochs, completed=done, info="")
         self.batches = self.p.add_task("batches", total=steps_per_epoch, info="")
 
@@ -33,4 +38,8 @@ class TrainProgress:
     def epoch(self, epoch: int, metrics: dict) -> None:
         info = f"test acc {metrics.get('test_accuracy', float('nan')):.4f}  loss {metrics.get('train_loss', float('nan')):.4f}"
         self.p.update(self.epochs, completed=epoch, info=info)
-        self.p.reset(self.batches)
+        if epoch >= self.total:
+            # No stale "batches 0/469" left on screen after the last epoch.
+            self.p.remove_task(self.batches)
+        else:
+            self.p.reset(self.batches)

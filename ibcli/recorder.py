@@ -82,7 +82,7 @@ class Recorder:
             ranges[layer] = [float(matrix.min()), float(matrix.max())] if matrix.size else [0.0, 0.0]
             rel = f"{act.PREFIX}/{name}/{layer}.parquet"
             path = self.artifacts.writable_path(rel)
-            act.write_matrix_parquet(path, {"activation": matrix}, metadata={"layer": layer, "epoch": epoch, "step": step})
+            act.write_layer_parquet(path, matrix, layer, epoch, step)
             self.artifacts.commit(path, rel)
             files[layer] = f"{act.PREFIX}/{name}/{layer}.parquet"
         self.manifest.records.append({"record": name, "epoch": epoch, "step": step, "files": files, "range": ranges})

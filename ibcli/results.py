@@ -67,11 +67,13 @@ def load_training_metrics(store: Store, run_id: str) -> pd.DataFrame:
 
 
 def load_gradients(store: Store, train_run) -> pd.DataFrame | None:
-    """The train run's gradient_stats.parquet, or None when it logged none."""
+    """The train run's gradient_stats.parquet (epoch float64, also for files written with int64
+    epochs before 2026-11-30), or None when it logged none."""
     try:
-        return pd.read_parquet(store.artifacts(train_run).local_path(GRADIENTS))
+        df = pd.read_parquet(store.artifacts(train_run).local_path(GRADIENTS))
     except FileNotFoundError:
         return None
+    return df.astype({"epoch": "float64"}) if "epoch" in df.columns else df
 
 
 def seed_of(run) -> int:

@@ -5,6 +5,10 @@ Default store: a SQLite database `runs/mlflow.db` with artifacts under `runs/art
 any MLflow server instead. mi and plot runs are children of their train run (MLflow's
 `mlflow.parentRunId` tag) and every run carries an `ibcli.stage` tag. `Store.tracked`
 is the one place a run is ended: FINISHED, KILLED (interrupted) or FAILED with the reason.
+
+A local store may be copied or moved with its folder: MLflow keeps absolute artifact
+locations in the database, so opening a store rewrites those that still point into the
+folder it came from (`relocate_artifacts`); its runs then read and write where it is now.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 import os
 import shutil
 import signal
+import sqlite3
 import tempfile
 import threading
 import time
@@ -75,6 +80,57 @@ def local_store_dir(uri: str) -> Path | None:
     return db.parent if db is not None else None
 
 
+def _local_path(location: str | None) -> Path | None:
+    """The folder of a local artifact location (a plain path or a file: URI), else None."""
+    if not location:
+        return None
+    parsed = urlparse(location)
+    if parsed.scheme == "file":
+        return Path(parsed.path)
+    if parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):
+        return Path(location)
+    return None
+
+
+def relocate_artifacts(db: Path, store_dir: Path) -> dict[str, str]:
+    """Point a copied or moved store's artifact locations at its own folder.
+
+    MLflow stores absolute paths: each experiment's artifact location (where new runs put
+    their artifacts) and each run's artifact URI. ibcli creates an experiment's location as
+    `<store folder>/artifacts/<name>`; one that names another folder's `artifacts/<name>`
+    means the store was copied or moved. When `<store_dir>/artifacts/<name>` exists (the
+    files came along) or the old folder is gone, the experiment's location and the URIs of
+    its runs are rewritten to the new folder: old runs read, and new runs write, under
+    `store_dir`, never in the folder the store came from. Locations elsewhere (a server's,
+    one the user chose) are left alone. Call it holding the store's file lock.
+
+    Returns {old location: new location} of the experiments rewritten.
+    """
+    base = (store_dir / "artifacts").resolve()
+    moved: dict[str, str] = {}
+    con = sqlite3.connect(db, timeout=60)
+    try:
+        with con:  # one transaction: every rewrite or none
+            for exp_id, location in con.execute("SELECT experiment_id, artifact_location FROM experiments").fetchall():
+                old = _local_path(location)
+                if old is None or not old.is_absolute() or old.parent.name != "artifacts":
+                    continue
+                if old.parent == base or (old.parent.exists() and old.parent.resolve() == base):
+                    continue  # already here
+                new = base / old.name
+                if not (new.is_dir() or not old.exists()):
+                    continue  # only the database was copied: its runs' files are still in the old folder
+                new_location = new.as_uri() if location.startswith("file:") else str(new)
+                con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?", (new_location, exp_id))
+                con.execute("UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) "
+                            "WHERE experiment_id = ? AND substr(artifact_uri, 1, ?) = ?",
+                            (new_location, len(location) + 1, exp_id, len(location) + 1, location + "/"))
+                moved[location] = new_location
+    finally:
+        con.close()
+    return moved
+
+
 class _SerializedClient:
     """An MlflowClient whose calls on a SQLite store run one process at a time.
 
@@ -134,8 +190,10 @@ class Store:
                 client = MlflowClient(tracking_uri=self.uri)
                 self.client = _SerializedClient(client, self.lock) if self.lock is not None else client
                 self.client.search_experiments(max_results=1)
-        except OSError as exc:
-            raise UserError(f"cannot open the MLflow store {self.uri} ({exc.strerror or exc}): pass --tracking-uri or fix its permissions") from exc
+                if self.local_dir is not None:
+                    relocate_artifacts(sqlite_path(self.uri), self.local_dir)  # a copied or moved store
+        except (OSError, sqlite3.Error) as exc:
+            raise UserError(f"cannot open the MLflow store {self.uri} ({getattr(exc, 'strerror', None) or exc}): pass --tracking-uri or fix its permissions") from exc
         except Exception as exc:  # MlflowException, or SQLAlchemy's own (e.g. "file is not a database")
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". See ")[0][:300]
             if "unsupported URI" in first:
@@ -159,21 +217,22 @@ class Store:
                     raise
                 return exp.experiment_id
 
-    def create_run(self, experiment: str, stage: str, run_name: str | None = None):
-        """Start a top-level run tagged `ibcli.stage=stage` in experiment `experiment`.
+    def create_run(self, experiment: str, stage: str, run_name: str | None = None, tags: dict | None = None):
+        """Start a top-level run tagged `ibcli.stage=stage` (and `tags`, e.g. its provenance) in
+        experiment `experiment`.
 
         A train run started by `ibcli sweep` ($IBCLI_SWEEP_RUN_ID set) is a child of the
         sweep run and carries `ibcli.sweep=<sweep run id>`.
         """
-        tags = {STAGE_TAG: stage}
+        tags = {**(tags or {}), STAGE_TAG: stage}
         sweep = os.environ.get(SWEEP_ENV)
         if sweep and stage == "train":
             tags.update({PARENT_TAG: sweep, SWEEP_TAG: sweep})
         return self.client.create_run(self.experiment_id(experiment), tags=tags, run_name=run_name)
 
-    def create_child_run(self, parent, stage: str, run_name: str | None = None):
-        """Start a run in `parent`'s experiment, tagged as its child and `ibcli.stage=stage`."""
-        tags = {STAGE_TAG: stage, PARENT_TAG: parent.info.run_id}
+    def create_child_run(self, parent, stage: str, run_name: str | None = None, tags: dict | None = None):
+        """Start a run in `parent`'s experiment, tagged as its child, `ibcli.stage=stage` and `tags`."""
+        tags = {**(tags or {}), STAGE_TAG: stage, PARENT_TAG: parent.info.run_id}
         return self.client.create_run(parent.info.experiment_id, tags=tags, run_name=run_name)
 
     def reopen(self, run) -> None:
@@ -277,6 +336,44 @@ class Store:
         if stage:
             filt += f" and tags.`{STAGE_TAG}` = '{stage}'"
         return self.all_runs(filt)
+
+    def descendants(self, run_id: str) -> list:
+        """Every run below `run_id`: its children, theirs, ... (a sweep's members and their mi
+        and plot runs), each listed once."""
+        out, seen, todo = [], {run_id}, [run_id]
+        while todo:
+            for child in self.children(todo.pop()):
+                if child.info.run_id not in seen:
+                    seen.add(child.info.run_id)
+                    out.append(child)
+                    todo.append(child.info.run_id)
+        return out
+
+    def delete_run(self, run) -> None:
+        """Delete one run for real: first its artifact files, then the run itself (MLflow's
+        soft delete: it leaves every listing and search; `mlflow gc` purges the database rows).
+
+        Raises:
+            UserError: the artifact files cannot be removed (the run is then kept, so
+                `ibcli rm` can be run again).
+        """
+        rid = run.info.run_id
+        root = self.artifacts(run).local_root
+        try:
+            if root is not None:
+                # MLflow's run folder is <experiment location>/<run id>/artifacts: remove the run folder.
+                folder = root.parent if root.name == "artifacts" and root.parent.name == rid else root
+                if folder.exists():
+                    shutil.rmtree(folder)
+            else:
+                from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+                get_artifact_repository(run.info.artifact_uri).delete_artifacts()
+        except Exception as exc:
+            raise UserError(f"cannot delete the artifacts of run {rid} ({type(exc).__name__}: {exc}); the run is kept") from exc
+        self.client.delete_run(rid)
+        if self.local_dir is not None:
+            (self.local_dir / ".locks" / f"{rid}.lock").unlink(missing_ok=True)
 
     # ---- which train runs are live --------------------------------------------------
     def _run_lock(self, run_id: str) -> FileLock | None:

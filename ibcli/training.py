@@ -346,7 +346,8 @@ class Trainer:
         if not self.gradient_rows:
             return
         path = self.artifacts.writable_path(GRADIENTS)
-        pd.DataFrame(self.gradient_rows).to_parquet(path, index=False)
+        # epoch float64 like every ibcli table (mi.parquet, activation files); step int64
+        pd.DataFrame(self.gradient_rows).astype({"epoch": "float64", "step": "int64"}).to_parquet(path, index=False)
         self.artifacts.commit(path, GRADIENTS)
 
     def _take_snapshot(self) -> None:

@@ -114,6 +114,9 @@ def test_killed_train_keeps_complete_records(killed, name, capsys):
         assert "Traceback" not in err, err
         assert run.info.status == "KILLED"
         assert "SIGINT/SIGTERM" in run.data.tags[FAILURE_TAG]
+        # even with --quiet: what happened, and the command that continues it
+        assert f"train run {run.info.run_id}: KILLED after" in err, err
+        assert f"continue it with: ibcli train --resume {run.info.run_id}" in err, err
     assert store.is_live(run.info.run_id) is False  # the process is gone, even after kill -9
 
     # every record the manifest lists is complete: each layer file reads with the right shape

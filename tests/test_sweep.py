@@ -71,6 +71,9 @@ def test_tiny_sweep_grouping_mi_and_plot(store_env, store_template, capsys):
     sweep = client.get_run(sweep_id)
     assert sweep.data.tags["ibcli.stage"] == "sweep" and sweep.info.status == "FINISHED"
     assert sweep.data.params["seeds"] == "0,1" and sweep.data.params["dataset"] == "ib12"
+    # provenance: the members' device option and thread count
+    assert sweep.data.tags["ibcli.version"] and sweep.data.tags["ibcli.torch_version"]
+    assert sweep.data.tags["ibcli.torch_threads"] == str(summary["threads"]) and sweep.data.tags["ibcli.device"] == "auto"
     for seed, run_id in members.items():
         run = client.get_run(run_id)
         assert run.data.tags["ibcli.stage"] == "train"

@@ -44,6 +44,9 @@ class Param:
         (the point reports it in `PlanePoint.params`).
     low, high: inclusive bounds of a number; `low_open`: the lower bound is exclusive (> low).
     column: store the value per row in `mi.parquet`.
+    affects_result: the value changes the numbers (True for every parameter of the science).
+        False for options that only change speed (workers, chunk sizes): `ibcli mi` leaves
+        those out of the key by which it reuses a finished mi run with the same settings.
     """
 
     name: str
@@ -56,6 +59,7 @@ class Param:
     high: float | None = None
     low_open: bool = False
     column: bool = True
+    affects_result: bool = True
 
     @property
     def flag(self) -> str:

@@ -1,25 +1,24 @@
 """Finding your way in the store: `ibcli runs`, `ibcli show RUN_ID`, `ibcli ui`.
 
 `runs` lists train runs with their mi and plot children; `show` prints one run's
-params, metrics and artifacts; `ui` starts the MLflow UI on the same store.
+params, metrics and artifacts (`--summary`: a train run's results); `ui` starts the
+MLflow UI on the same store. Everything prints literally (`ibcli.console`), tables fit
+80 columns without cutting a cell, and paths are never wrapped.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
+from ibcli.console import fitted_table, stdout_console
 from ibcli.errors import UserError
 from ibcli.store import EPOCHS_DONE_TAG, EPOCHS_TAG, FAILURE_TAG, PARENT_TAG, STAGE_TAG, Store, local_store_dir
-
-
-def _console():
-    """stdout; piped output gets room for whole rows instead of 80 columns with cells cut."""
-    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
 
 
 def _time(ms: int | None) -> str | None:
@@ -34,6 +33,9 @@ def _epochs(run) -> tuple[int | None, int | None]:
     target = tags.get(EPOCHS_TAG, params.get("epochs"))
     done = tags.get(EPOCHS_DONE_TAG)
     return (int(done) if done is not None else None), (int(target) if target is not None else None)
+
+
+STATUS_STYLES = {"FINISHED": "green", "RUNNING": "yellow", "KILLED": "magenta", "FAILED": "red"}
 
 
 def list_runs(tracking_uri: str | None, limit: int = 50) -> list[dict]:
@@ -75,29 +77,24 @@ def list_runs(tracking_uri: str | None, limit: int = 50) -> list[dict]:
 
 
 def print_runs(rows: list[dict]) -> None:
-    """The `ibcli runs` table on stdout."""
-    console = _console()
+    """The `ibcli runs` table on stdout (fits 80 columns: only the mi column wraps, between methods)."""
+    console = stdout_console()
     if not rows:
         console.print("no train runs in this store yet: start one with `ibcli train`")
         return
-    table = Table(title="train runs (newest first)")
-    for col, justify in (("id", "left"), ("model", "left"), ("activation", "left"), ("epochs", "right"),
-                         ("test acc", "right"), ("mi done", "left"), ("plots", "right"), ("status", "left")):
-        table.add_column(col, justify=justify, no_wrap=col in ("id", "status"))
-    styles = {"FINISHED": "green", "RUNNING": "yellow", "KILLED": "magenta", "FAILED": "red"}
+    columns = [("id", "left"), ("model", "left"), ("activation", "left"), ("epochs", "right"), ("test acc", "right"),
+               ("mi done", "left"), ("plots", "right"), ("status", "left")]
+    cells = []
     for row in rows:
         done, target = row["epochs_done"], row["epochs"]
         epochs = f"{done}/{target}" if done is not None and done != target else f"{target if done is None else done}"
         acc = row["test_accuracy"]
         methods = sorted({m["method"] for m in row["mi"] if m["status"] == "FINISHED" and m["method"]})
-        status = row["status"]
-        table.add_row(
-            row["run_id"][:8], row["model"] or "?", row["activation"] or "?", epochs,
-            "" if acc is None else f"{acc:.4f}", ", ".join(methods) or "-",
-            str(sum(p["status"] == "FINISHED" for p in row["plots"])),
-            f"[{styles.get(status, 'white')}]{status}[/]",
-        )
-    console.print(table)
+        cells.append([row["run_id"][:8], row["model"] or "?", row["activation"] or "?", epochs,
+                      "" if acc is None else f"{acc:.4f}", ", ".join(methods) or "-",
+                      str(sum(p["status"] == "FINISHED" for p in row["plots"])),
+                      Text(row["status"], style=STATUS_STYLES.get(row["status"], ""))])
+    console.print(fitted_table(columns, cells, flexible=("mi done",), title="train runs (newest first)"))
 
 
 def describe_run(run_id: str, tracking_uri: str | None) -> dict:
@@ -125,6 +122,74 @@ def describe_run(run_id: str, tracking_uri: str | None) -> dict:
     }
 
 
+def train_summary(run_id: str, tracking_uri: str | None) -> dict:
+    """A train run's results (`ibcli show --summary`, the end of `make run`): test accuracy, the
+    latest finished mi run of each method with its per-layer I(X;T) summary, the latest plot
+    run's figures (the --output copies when they are still there, else the artifacts) and the
+    command that opens the MLflow UI on this store.
+
+    Raises:
+        UserError: unknown run, or not a train run.
+    """
+    from ibcli.estimators import registry
+    from ibcli.mi_table import MI_FILE, read_mi_table
+    from ibcli.results import latest_mi_runs
+    from ibcli.stages.mi import layer_rows
+
+    store = Store(tracking_uri, must_exist=True)
+    run = store.find_run(run_id, stage="train")
+    rid = run.info.run_id
+    done, target = _epochs(run)
+    methods = []
+    order = {name: i for i, name in enumerate(registry.METHODS)}
+    for mi in sorted(latest_mi_runs(store, run), key=lambda r: order.get(r.data.params.get("method"), len(order))):
+        try:
+            table = read_mi_table(store.artifacts(mi).local_path(MI_FILE))
+        except FileNotFoundError:
+            continue
+        method = mi.data.params.get("method")
+        methods.append({"method": method, "mi_run_id": mi.info.run_id, "quantity": list(registry.get(method).quantity),
+                        "ceiling_bits": float(table["ceiling_bits"].iloc[0]) if len(table) else None,
+                        "layers": layer_rows(table)})
+    figures, plot_id = [], None
+    for plot in store.children(rid, stage="plot"):
+        if plot.info.status != "FINISHED":
+            continue
+        plot_id = plot.info.run_id
+        output = plot.data.params.get("output")
+        for f in _artifact_files(store, plot_id, "figures"):
+            copy = Path(output) / Path(f["path"]).name if output else None
+            figures.append(str(copy) if copy is not None and copy.is_file() else f"{plot.info.artifact_uri}/{f['path']}")
+        break
+    default = tracking_uri is None and not os.environ.get("MLFLOW_TRACKING_URI")
+    return {"run_id": rid, "run_name": run.info.run_name, "status": run.info.status, "epochs_done": done, "epochs": target,
+            "test_accuracy": run.data.metrics.get("test_accuracy"), "mi": methods, "plot_run_id": plot_id,
+            "figures": figures, "ui": "ibcli ui" if default else f"ibcli ui --tracking-uri {shlex.quote(store.uri)}"}
+
+
+def print_train_summary(info: dict) -> None:
+    """`train_summary` for people, on stdout."""
+    from ibcli.stages.mi import summary_table
+
+    console = stdout_console()
+    acc = info["test_accuracy"]
+    epochs = info["epochs_done"] if info["epochs_done"] is not None else info["epochs"]
+    console.print(Text(f"train run {info['run_id']} ({info['run_name']}): {info['status']}, {epochs} epochs, "
+                       f"test accuracy {'?' if acc is None else f'{acc:.4f}'}", style="bold"))
+    if not info["mi"]:
+        console.print(f"no finished mi run yet: ibcli mi {info['run_id'][:8]} --method binning")
+    for m in info["mi"]:
+        console.print(f"mi run {m['mi_run_id']}:")
+        console.print(summary_table(m))
+    if info["figures"]:
+        console.print(Text("figures:", style="bold"))
+        for path in info["figures"]:
+            console.print(f"  {path}")
+    else:
+        console.print(f"no figures yet: ibcli plot {info['run_id'][:8]} --output figures/")
+    console.print(f"browse every run: {info['ui']}   (then open http://127.0.0.1:5000)")
+
+
 def _artifact_files(store: Store, run_id: str, path: str | None = None) -> list[dict]:
     """Every artifact file of a run (recursively), with its size in bytes."""
     out = []
@@ -137,35 +202,31 @@ def _artifact_files(store: Store, run_id: str, path: str | None = None) -> list[
 
 
 def print_run(info: dict) -> None:
-    """The `ibcli show` report on stdout."""
-    console = _console()
-    console.print(f"[bold]{info['stage'] or 'run'} run {info['run_id']}[/] ({info['run_name']}), status [bold]{info['status']}[/]")
+    """The `ibcli show` report on stdout: `key  value` lines, each value (a path, a JSON tag) on
+    one unwrapped line, so it copies whole."""
+    console = stdout_console()
+    console.print(Text(f"{info['stage'] or 'run'} run {info['run_id']} ({info['run_name']}), status {info['status']}",
+                       style="bold"))
     for key in ("parent_run_id", "start_time", "end_time", "failure", "artifact_uri"):
         if info.get(key):
-            console.print(f"  {key.replace('_', ' ')}: {info[key]}", highlight=False, soft_wrap=True)
+            console.print(f"  {key.replace('_', ' ')}: {info[key]}")
     for title, items in (("params", info["params"]), ("metrics (latest)", info["metrics"]), ("tags", info["tags"])):
         if not items:
             continue
-        table = Table(title=title, show_header=False, title_justify="left")
-        table.add_column("key", style="cyan")
-        table.add_column("value", overflow="fold")
+        console.print(Text(title, style="bold"))
+        width = max(map(len, items))
         for k, v in items.items():
-            table.add_row(k, f"{v:.6g}" if isinstance(v, float) else str(v))
-        console.print(table)
+            console.print(Text.assemble(("  " + k.ljust(width), "cyan"), "  ", f"{v:.6g}" if isinstance(v, float) else str(v)))
     if info["artifacts"]:
-        table = Table(title="artifacts", title_justify="left")
-        table.add_column("path")
-        table.add_column("bytes", justify="right")
-        for a in info["artifacts"]:
-            table.add_row(a["path"], "" if a["bytes"] is None else f"{a['bytes']:,}")
-        console.print(table)
+        console.print(Text("artifacts (bytes, path)", style="bold"))
+        sizes = ["" if a["bytes"] is None else f"{a['bytes']:,}" for a in info["artifacts"]]
+        width = max(map(len, sizes))
+        for size, a in zip(sizes, info["artifacts"]):
+            console.print(f"  {size.rjust(width)}  {a['path']}")
     if info["children"]:
-        table = Table(title="child runs", title_justify="left")
-        for col in ("id", "stage", "method", "status"):
-            table.add_column(col)
-        for c in info["children"]:
-            table.add_row(c["run_id"][:8], c["stage"] or "", c["method"] or "", c["status"])
-        console.print(table)
+        rows = [[c["run_id"][:8], c["stage"] or "", c["method"] or "", c["status"]] for c in info["children"]]
+        console.print(fitted_table([("id", "left"), ("stage", "left"), ("method", "left"), ("status", "left")], rows,
+                                   title="child runs"))
 
 
 def ui_command(tracking_uri: str | None, host: str, port: int) -> list[str]:

@@ -11,6 +11,7 @@ import pandas as pd
 from ibcli import plots
 from ibcli.aggregate import average_mi
 from ibcli.errors import UserError
+from ibcli.provenance import provenance_tags
 from ibcli.results import (is_sweep, load_gradients, load_mi_tables, load_training_metrics, member_gradients,
                            member_mi_tables, member_training_metrics, sweep_members)
 from ibcli.store import STAGE_TAG, Store
@@ -105,7 +106,9 @@ def _write(store: Store, parent, run_name: str, params: dict, figures: dict, tab
            output: Path | None) -> tuple[str, list[str]]:
     """A plot run child of `parent` holding the tables (run root) and figures (figures/), also
     copied to `output`; returns (plot run id, the written paths)."""
-    plot_run = store.create_child_run(parent, "plot", run_name=run_name)
+    plot_run = store.create_child_run(parent, "plot", run_name=run_name, tags=provenance_tags("cpu"))
+    if output is not None:
+        params = {**params, "output": str(output.resolve())}
     art = store.artifacts(plot_run)
     files = []
     staging = Path(tempfile.mkdtemp(prefix="ibcli-plot-"))

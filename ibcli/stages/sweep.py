@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from ibcli.errors import UserError
-from ibcli.progress import make_progress, stderr
+from ibcli.console import note, say
+from ibcli.progress import make_progress
+from ibcli.provenance import provenance_tags
 from ibcli.results import SWEEP_STAGE
 from ibcli.store import SWEEP_ENV, SWEEP_TAG, Store
 from ibcli.training import TrainConfig
@@ -174,7 +176,8 @@ def run_sweep(train_options: dict, seeds_spec: str, jobs: int, threads: int | No
         raise UserError(f"--threads must be at least 1, got {threads}")
     config = check_train_options(train_options)
     store = Store(tracking_uri)
-    sweep_run = store.create_run(train_options.get("experiment") or "ibcli", SWEEP_STAGE, run_name=run_name)
+    sweep_run = store.create_run(train_options.get("experiment") or "ibcli", SWEEP_STAGE, run_name=run_name,
+                                 tags=provenance_tags(config.device, threads=threads))
     sweep_id = sweep_run.info.run_id
     with store.tracked(sweep_id):
         name = run_name or sweep_run.info.run_name or f"sweep-{sweep_id[:8]}"
@@ -182,8 +185,8 @@ def run_sweep(train_options: dict, seeds_spec: str, jobs: int, threads: int | No
         if jobs * threads > cores:
             notes.append(f"--jobs {jobs} x --threads {threads} > {cores} cores: members will compete for them")
         if not quiet:
-            for note in notes:
-                stderr.print(f"[yellow]note:[/] {note}", highlight=False)
+            for text in notes:
+                note(text)
         args = train_argv(train_options)
         store.client.set_tag(sweep_id, SWEEP_TAG, sweep_id)
         # What each member runs with; options a member resolves itself (data dir, probe split) stay None.
@@ -243,7 +246,7 @@ def _run_members(store: Store, sweep_id: str, name: str, args: list[str], seeds:
                         line = f"seed {m.seed}: {row['status']} in {row['seconds']:.0f} s"
                         line += f", test accuracy {acc:.4f}" if acc is not None else ""
                         line += f" ({row['error']})" if "error" in row else ""
-                        progress.console.print(line, highlight=False)
+                        say(line, console=progress.console)
                     progress.update(task, advance=1, info=f"{len(running)} running")
     except KeyboardInterrupt:
         _stop(running)

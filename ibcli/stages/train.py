@@ -8,6 +8,8 @@ live run from one killed with -9, and two processes never train one run.
 
 from __future__ import annotations
 
+import json
+import shlex
 import time
 
 import torch
@@ -16,6 +18,7 @@ from ibcli.datasets import default_data_dir, get_dataset
 from ibcli.errors import UserError
 from ibcli.gradient_stats import preload_kernel
 from ibcli.progress import TrainProgress, make_progress
+from ibcli.provenance import provenance_tags
 from ibcli.recorder import NonFiniteRecord
 from ibcli.store import CONFIG_TAG, EPOCHS_DONE_TAG, EPOCHS_TAG, Store
 from ibcli.training import CHECKPOINT, Diverged, TrainConfig, Trainer
@@ -24,6 +27,8 @@ from ibcli.training import CHECKPOINT, Diverged, TrainConfig, Trainer
 RESUMABLE = {"epochs", "device", "data_dir"}
 # Options that are about this command, not the run.
 NOT_CONFIG = {"resume", "tracking_uri", "json_out", "quiet", "run_name"}
+# A resumed run keeps the provenance tags of its start; each resume appends its own here (JSON list).
+RESUMES_TAG = "ibcli.resumes"
 
 
 def config_from_run(run, options: dict, explicit: set[str]) -> TrainConfig:
@@ -44,8 +49,10 @@ def config_from_run(run, options: dict, explicit: set[str]) -> TrainConfig:
 
 
 def run_train(options: dict, explicit: set[str], resume: str | None, run_name: str | None,
-              tracking_uri: str | None, quiet: bool) -> dict:
+              tracking_uri: str | None, quiet: bool, bars: str | None = None) -> dict:
     """Train (or resume) one run; returns the JSON summary (status KILLED when interrupted).
+
+    bars: "on", "off" or "transient" progress bars (default: off when quiet).
 
     Raises:
         UserError: bad options or data, unknown run, a run another process trains,
@@ -73,17 +80,28 @@ def run_train(options: dict, explicit: set[str], resume: str | None, run_name: s
     lock = store.hold_run(run.info.run_id) if run is not None else None  # before loading data
     trainer = None
     try:
-        progress = make_progress(quiet)
+        bars = bars or ("off" if quiet else "on")
+        progress = make_progress(bars == "off", transient=bars == "transient")
         trainer = Trainer(cfg, TrainProgress(progress))
         store = store or Store(tracking_uri)
+        where = provenance_tags(str(trainer.device))
         if run is None:
-            run = store.create_run(cfg.experiment, "train", run_name=run_name)
+            run = store.create_run(cfg.experiment, "train", run_name=run_name, tags=where)
             lock = store.hold_run(run.info.run_id)
         else:
             trainer.resume_from(store, run)
             store.reopen(run)
             store.client.set_tag(run.info.run_id, EPOCHS_TAG, str(cfg.epochs))
-        return _train(trainer, store, run, progress, resumed=resume is not None)
+            resumes = json.loads(run.data.tags.get(RESUMES_TAG, "[]"))
+            resumes.append({"from_epoch": trainer.state.epoch, **where})
+            while len(resumes) > 1 and len(json.dumps(resumes)) > 7000:  # MLflow's tag values hold 8000 characters
+                resumes.pop(0)
+            store.client.set_tag(run.info.run_id, RESUMES_TAG, json.dumps(resumes))
+        summary = _train(trainer, store, run, progress, resumed=resume is not None)
+        if summary["status"] == "KILLED":
+            where_store = f" --tracking-uri {shlex.quote(tracking_uri)}" if tracking_uri else ""
+            summary["resume"] = f"ibcli train --resume {run.info.run_id}{where_store}"
+        return summary
     finally:
         if trainer is not None:
             trainer.close()  # a no-op once the run has ended; else stops the writer thread
@@ -112,7 +130,7 @@ def _train(trainer: Trainer, store: Store, run, progress, resumed: bool) -> dict
         n = len(trainer.recorder.manifest.records) if trainer.recorder else 0
         raise UserError(f"{exc}; run {run_id} is marked FAILED, its {n} complete records stay usable by `ibcli mi {run_id[:8]}`") from None
     summary = trainer.summary()
-    summary.update(status=status, seconds=round(time.perf_counter() - t0, 2))
+    summary.update(status=status, seconds=round(time.perf_counter() - t0, 2), epochs_target=trainer.cfg.epochs)
     return summary
 
 
