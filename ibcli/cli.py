@@ -20,6 +20,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
+from ibcli import run_names
 from ibcli.datasets import DATASETS
 from ibcli.devices import DEVICES
 from ibcli.errors import UserError
@@ -371,22 +372,28 @@ def show(
 def ui(
     host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
+    experiment: Annotated[str, typer.Option(help="The experiment whose runs table opens.")] = "ibcli",
+    open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open the runs table in a browser (where there is a display).")] = True,
     tracking_uri: TrackingUri = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the mlflow command instead of running it.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the server's command line and the runs table's address instead of starting it.")] = False,
 ):
-    """Start the MLflow UI on this project's store (runs/ by default), nesting mi and plot runs under their train run.
+    """Start the MLflow UI on this project's store (runs/ by default), opening on the experiment's runs table.
 
-    Example: [bold]ibcli ui --port 5001[/], then open http://127.0.0.1:5001
+    Example: [bold]ibcli ui --port 5001[/] (one worker; Ctrl-C stops it)
     """
-    from ibcli.stages.browse import exec_ui, ui_command
+    from ibcli.stages.browse import UI_ENV, runs_url, serve_ui, ui_command
 
     with user_errors():
         command = ui_command(tracking_uri, host, port)
-    if dry_run:
-        sys.stdout.write(shlex.join(command) + "\n")
-        return
-    stderr.print(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)", highlight=False)
-    exec_ui(command)
+        url = runs_url(tracking_uri, host, port, experiment)
+        if dry_run:
+            env = " ".join(f"{k}={shlex.quote(v)}" for k, v in UI_ENV.items())
+            sys.stdout.write(f"{env} {shlex.join(command)}\n{url}\n")
+            return
+        stderr.print(f"starting the MLflow UI on {url.split('/#/')[0]} ...", highlight=False)
+        code = serve_ui(command, url, host, port, open_browser, say=lambda text: stderr.print(text, highlight=False, soft_wrap=True))
+    if code:
+        raise typer.Exit(code)
 
 
 def _raise_interrupt(signum, frame):
@@ -396,6 +403,7 @@ def _raise_interrupt(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: usage errors become one line and exit code 2."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    run_names.set_command(sys.argv[1:] if argv is None else argv)
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="ibcli")
     except typer.TyperException as exc:  # click's usage errors (bad option, bad value, missing argument)

@@ -9,6 +9,7 @@ live run from one killed with -9, and two processes never train one run.
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 
 import torch
 
@@ -17,6 +18,7 @@ from ibcli.errors import UserError
 from ibcli.gradient_stats import preload_kernel
 from ibcli.progress import TrainProgress, make_progress
 from ibcli.recorder import NonFiniteRecord
+from ibcli.run_names import train_run_name
 from ibcli.store import CONFIG_TAG, EPOCHS_DONE_TAG, EPOCHS_TAG, Store
 from ibcli.training import CHECKPOINT, Diverged, TrainConfig, Trainer
 
@@ -77,7 +79,7 @@ def run_train(options: dict, explicit: set[str], resume: str | None, run_name: s
         trainer = Trainer(cfg, TrainProgress(progress))
         store = store or Store(tracking_uri)
         if run is None:
-            run = store.create_run(cfg.experiment, "train", run_name=run_name)
+            run = store.create_run(cfg.experiment, "train", run_name=run_name or train_run_name(asdict(cfg)))
             lock = store.hold_run(run.info.run_id)
         else:
             trainer.resume_from(store, run)
