@@ -4,7 +4,9 @@ gradient statistics, and a sweep's member runs (what plot and the sweep stages r
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow.parquet as pq
 
+from ibcli import activations as act
 from ibcli.errors import UserError
 from ibcli.metric_names import read_keys
 from ibcli.mi_table import MI_FILE, read_mi_table
@@ -79,6 +81,15 @@ def load_gradients(store: Store, train_run) -> pd.DataFrame | None:
         return pd.read_parquet(store.artifacts(train_run).local_path(GRADIENTS))
     except FileNotFoundError:
         return None
+
+
+def probe_labels(store: Store, train_run):
+    """The labels (n,) int64 of the run's probe set, or None when it recorded none."""
+    try:
+        path = store.artifacts(train_run).local_path(act.PROBE)
+    except FileNotFoundError:
+        return None
+    return pq.read_table(path, columns=["label"]).column("label").to_numpy()
 
 
 def seed_of(run) -> int:
