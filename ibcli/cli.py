@@ -214,7 +214,7 @@ def plot(
     run_ids: Annotated[list[str], typer.Argument(help="Train run id (or unique prefix); several to compare them in one set of figures; or one sweep id to average over its members.", metavar="RUN_ID...")],
     mi_run: Annotated[Optional[list[str]], typer.Option(help="mi run(s) to plot (default: the latest mi run of each method of each train run).")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Also write the figures to this folder (plotly.min.js once beside the HTML files).")] = None,
-    format: Annotated[str, typer.Option("--format", help="Comma-separated: html, png, svg, pdf (the static ones need a Chromium-family browser, e.g. Debian's chromium).")] = "html",
+    formats: Annotated[str, typer.Option("--format", help="Comma-separated: html, png, svg, pdf (the static ones need a Chromium-family browser, e.g. Debian's chromium).")] = "html",
     histograms: Annotated[bool, typer.Option(help="One run: each layer's activation distribution per recorded epoch (read from the run's records).")] = True,
     band: Annotated[Band, typer.Option(help="Sweeps: the band around the mean over seeds, sd (mean ± sd) or bootstrap (95% interval of the mean).")] = "sd",
     tracking_uri: TrackingUri = None,
@@ -229,7 +229,7 @@ def plot(
     from ibcli.stages.plot import run_plot
 
     with user_errors():
-        summary = run_plot(list(run_ids), list(mi_run or []), output, tracking_uri, band=_value(band), formats=format,
+        summary = run_plot(list(run_ids), list(mi_run or []), output, tracking_uri, band=_value(band), formats=formats,
                            histograms=histograms, quiet=quiet or json_out)
     if json_out:
         sys.stdout.write(json.dumps(summary, default=str) + "\n")

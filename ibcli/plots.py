@@ -158,6 +158,21 @@ def _bounds(fig: go.Figure, panels, ceiling: float | None, h_y: float | None,
         _legend_only(fig, f"H(Y) = {h_y:.2f} bits (ceiling of I(T;Y))", line=yline)
 
 
+def _epoch_bounds(fig: go.Figure, rows: int, ceiling: float | None, h_y: float | None) -> None:
+    """The ceilings in a grid of I(X;T) (left) and I(T;Y) (right) against epoch: log2 N dotted
+    across the left panels, H(Y) dash-dotted across the right ones."""
+    xline, yline = dict(color=GREY, dash="dot", width=1.2), dict(color=GREY, dash="dashdot", width=1.2)
+    for r in range(1, rows + 1):
+        if ceiling:
+            fig.add_hline(y=ceiling, line=xline, row=r, col=1)
+        if h_y:
+            fig.add_hline(y=h_y, line=yline, row=r, col=2)
+    if ceiling:
+        _legend_only(fig, f"log2 N = {ceiling:.2f} bits", line=xline)
+    if h_y:
+        _legend_only(fig, f"H(Y) = {h_y:.2f} bits", line=yline)
+
+
 def _ceiling(mi: pd.DataFrame) -> float | None:
     if "ceiling_bits" not in mi.columns or not mi["ceiling_bits"].notna().any():
         return None
@@ -355,17 +370,7 @@ def mi_per_epoch(mi: pd.DataFrame, title: str = "Mutual information per epoch", 
             for c, q in enumerate(names[est], start=1):
                 fig.update_yaxes(title_text=f"{q} [bits]", rangemode="tozero", row=r, col=c)
     fig.update_xaxes(title_text="epoch")
-    ceiling = _ceiling(mi)
-    xline, yline = dict(color=GREY, dash="dot", width=1.2), dict(color=GREY, dash="dashdot", width=1.2)
-    for r in range(1, n + 1):
-        if ceiling:
-            fig.add_hline(y=ceiling, line=xline, row=r, col=1)
-        if h_y_bits:
-            fig.add_hline(y=h_y_bits, line=yline, row=r, col=2)
-    if ceiling:
-        _legend_only(fig, f"log2 N = {ceiling:.2f} bits", line=xline)
-    if h_y_bits:
-        _legend_only(fig, f"H(Y) = {h_y_bits:.2f} bits", line=yline)
+    _epoch_bounds(fig, n, _ceiling(mi), h_y_bits)
     _finish(fig, title, 110 + 330 * n, legend_title="layer")
     _log_x_buttons(fig)
     return fig
@@ -433,8 +438,8 @@ def gradient_snr(grads: pd.DataFrame, title: str = "Gradient signal-to-noise rat
 
 # ---------------------------------------------------------------------------- activation histograms
 def activation_histograms(hist: pd.DataFrame, title: str = "Activation distributions over training") -> go.Figure:
-    """One panel per layer: the distribution of its activation values (every unit, every probe
-    sample) at each recorded epoch, as a heat map (x = record, y = value, colour = log10 share
+    """One panel per layer: the distribution of its activation values (every unit on the probe
+    samples) at each recorded epoch, as a heat map (x = record, y = value, colour = log10 share
     of the values in the bin). Saturation shows as mass piling in the end bins, dead units as
     mass at zero; hover gives the share of dead units (constant on every probe sample).
 
@@ -516,8 +521,10 @@ def compare_information_plane(mi: pd.DataFrame, runs: list[str], title: str = "I
     return _finish(fig, title, 130 + 360 * rows, legend_title=PLANE_LEGEND % "run · method", export_width=_width(cols))
 
 
-def compare_mi_per_epoch(mi: pd.DataFrame, runs: list[str], title: str = "Mutual information per epoch, runs compared") -> go.Figure:
-    """I(X;T) (left) and I(T;Y) (right) against epoch, one row per layer; colour = run, line style = method.
+def compare_mi_per_epoch(mi: pd.DataFrame, runs: list[str], title: str = "Mutual information per epoch, runs compared",
+                         h_y_bits: float | None = None) -> go.Figure:
+    """I(X;T) (left) and I(T;Y) (right) against epoch, one row per layer; colour = run, line style =
+    method; reference lines at log2 N (left) and H(Y) (`h_y_bits`, right).
 
     mi: as `compare_information_plane`.
     """
@@ -548,6 +555,7 @@ def compare_mi_per_epoch(mi: pd.DataFrame, runs: list[str], title: str = "Mutual
         fig.update_yaxes(title_text="I(X;T) [bits]", rangemode="tozero", row=r, col=1)
         fig.update_yaxes(title_text="I(T;Y) [bits]", rangemode="tozero", row=r, col=2)
     fig.update_xaxes(title_text="epoch")
+    _epoch_bounds(fig, n, _ceiling(mi), h_y_bits)
     _finish(fig, title, 110 + 300 * n, legend_title="run · method")
     _log_x_buttons(fig)
     return fig

@@ -68,3 +68,17 @@ def test_a_constant_layer_gets_one_bin_around_its_value(tmp_path):
     hist = activation_histograms(artifacts, manifest, bins=4)
     assert hist["count"].sum() == 30 and hist["bin_lo"].min() == 0.0 and hist["bin_hi"].max() == 1.0
     assert (hist["dead_units"] == 1.0).all()
+
+
+def test_a_wide_layer_is_counted_on_the_same_subset_of_samples_at_every_record(tmp_path):
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(100, 8)).astype(np.float32), rng.normal(size=(100, 8)).astype(np.float32)
+    a[:, 0] = b[:, 0] = 1.0  # a dead unit, counted over every sample
+    artifacts, manifest = _recorded(tmp_path, {0: {"w": a}, 10: {"w": b}})
+    hist = activation_histograms(artifacts, manifest, bins=5, max_values=80, seed=3)
+    rows = np.sort(np.random.default_rng(3).choice(100, 10, replace=False))  # 80 values / width 8 = 10 samples
+    edges = np.linspace(min(a.min(), b.min()), max(a.max(), b.max()), 6)
+    for step, matrix in ((0, a), (10, b)):
+        g = hist[hist["step"] == step].sort_values("bin_lo")
+        np.testing.assert_array_equal(g["count"], np.histogram(matrix[rows], bins=edges)[0])
+        assert (g["n_values"] == 80).all() and (g["dead_units"] == 1 / 8).all()

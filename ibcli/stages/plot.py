@@ -46,6 +46,7 @@ def run_plot(run_ids: list[str], mi_run_ids: list[str], output: Path | None, tra
     """
     if band not in BANDS:
         raise UserError(f"--band must be sd or bootstrap, got {band!r}")
+    run_ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
     formats = parse_formats(formats)
     check_static_export(formats)
     if not run_ids:
@@ -171,7 +172,7 @@ def _plot_compare(store: Store, train_runs: list, chosen: dict[str, list[str]], 
         mi = pd.concat(mi_parts, ignore_index=True)
         h_y = max((h for h in h_ys if h is not None), default=None)
         figures["information_plane"] = plots.compare_information_plane(mi, labels, f"Information plane: {title}", h_y)
-        figures["mi_per_epoch"] = plots.compare_mi_per_epoch(mi, labels, f"I(X;T) and I(T;Y) per epoch: {title}")
+        figures["mi_per_epoch"] = plots.compare_mi_per_epoch(mi, labels, f"I(X;T) and I(T;Y) per epoch: {title}", h_y)
     metrics = pd.concat(metric_parts, ignore_index=True)
     if len(metrics):
         figures["training_curves"] = plots.compare_training_curves(metrics, labels, f"Training: {title}")
