@@ -178,8 +178,9 @@ def print_run(info: dict) -> None:
         console.print(table)
 
 
-# `mlflow ui` as a browser needs it: one worker (four cost 1.7 GB), no GenAI job runner (its
-# scheduler and consumers), no deprecation warnings, uvicorn quiet but for warnings and errors.
+# `mlflow ui` as one person's browser needs it: one worker and no GenAI job runner (its scheduler
+# and consumers), 0.8 GB resident instead of 2.1 GB with the defaults (measured with ps); no
+# warnings; uvicorn quiet but for warnings and errors.
 UI_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "PYTHONWARNINGS": "ignore"}
 # Start-up lines `mlflow ui` prints whatever its options; everything else it says goes through.
 UI_NOISE = ("[MLflow] Security middleware enabled with default settings",)
