@@ -387,11 +387,10 @@ def ui(
 
     Example: [bold]ibcli ui --port 5001[/] (one worker; Ctrl-C stops it)
     """
-    from ibcli.stages.browse import UI_ENV, runs_url, serve_ui, ui_command
+    from ibcli.stages.browse import UI_ENV, prepare_ui, serve_ui
 
     with user_errors():
-        command = ui_command(tracking_uri, host, port)
-        url = runs_url(tracking_uri, host, port, experiment)
+        command, url = prepare_ui(tracking_uri, host, port, experiment)
         if dry_run:
             env = " ".join(f"{k}={shlex.quote(v)}" for k, v in UI_ENV.items())
             sys.stdout.write(f"{env} {shlex.join(command)}\n{url}\n")

@@ -27,7 +27,9 @@ def _mi(method="binning", layers=("layer1", "layer2", "layer3", "layer4"), epoch
 
 
 def _axes(fig, kind):
-    return [fig.layout[k] for k in fig.layout if k.startswith(kind + "axis")]
+    """The figure's x or y axes in panel order (xaxis, xaxis2, ...; the layout's own order varies)."""
+    names = [k for k in fig.layout if k.startswith(kind + "axis")]
+    return [fig.layout[k] for k in sorted(names, key=lambda k: int(k[5:] or 1))]
 
 
 def _shapes(fig, kind):

@@ -7,6 +7,7 @@ params, metrics and artifacts; `ui` starts the MLflow UI on the same store.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -185,15 +186,25 @@ UI_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "PYTHONWARNINGS": "igno
 # Start-up lines `mlflow ui` prints whatever its options; everything else it says goes through.
 UI_NOISE = ("[MLflow] Security middleware enabled with default settings",)
 UI_START_SECONDS = 180.0
+POSIX = os.name == "posix"
 
 
-def ui_command(tracking_uri: str | None, host: str, port: int) -> list[str]:
-    """The `mlflow ui` command line for this project's store (run it with `UI_ENV` added).
+def prepare_ui(tracking_uri: str | None, host: str, port: int, experiment: str = DEFAULT_EXPERIMENT) -> tuple[list[str], str]:
+    """(`ui_command`, `runs_url`) of this project's store, opened once.
 
     Raises:
-        UserError: no local store yet, or the store is an MLflow server (open it in a browser).
+        UserError: as `ui_command`.
     """
     store = Store(tracking_uri, must_exist=True)
+    return ui_command(store, host, port), runs_url(store, host, port, experiment)
+
+
+def ui_command(store: Store, host: str, port: int) -> list[str]:
+    """The `mlflow ui` command line for the store (run it with `UI_ENV` added).
+
+    Raises:
+        UserError: the store is an MLflow server (open it in a browser), or a bad port.
+    """
     local = local_store_dir(store.uri)
     if local is None:
         raise UserError(f"the store {store.uri} is not a local SQLite store: open its server's UI in a browser instead")
@@ -204,13 +215,12 @@ def ui_command(tracking_uri: str | None, host: str, port: int) -> list[str]:
             "--workers", "1", "--uvicorn-opts", "--log-level warning --no-access-log"]
 
 
-def runs_url(tracking_uri: str | None, host: str, port: int, experiment: str = DEFAULT_EXPERIMENT) -> str:
+def runs_url(store: Store, host: str, port: int, experiment: str = DEFAULT_EXPERIMENT) -> str:
     """The address of the experiment's runs table (the experiments list when it does not exist yet).
 
     `workflowType=machine_learning` opens MLflow 3's classic view (runs, metrics, artifacts)
     instead of its GenAI one (traces); the UI remembers the choice.
     """
-    store = Store(tracking_uri, must_exist=True)
     exp = store.client.get_experiment_by_name(experiment)
     where = "0.0.0.0", "::", ""
     base = f"http://{'127.0.0.1' if host in where else host}:{port}"
@@ -219,8 +229,10 @@ def runs_url(tracking_uri: str | None, host: str, port: int, experiment: str = D
 
 
 def _port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on host:port now (as servers do, past closed connections' TIME_WAIT)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -268,7 +280,9 @@ def serve_ui(command: list[str], url: str, host: str, port: int, open_browser: b
     """
     if not _port_free(host, port):
         raise UserError(f"port {port} on {host} is in use (another `ibcli ui`?): pass --port N")
-    proc = subprocess.Popen(command, env={**os.environ, **UI_ENV}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Its own process group, so that stopping it stops mlflow's uvicorn worker too.
+    proc = subprocess.Popen(command, env={**os.environ, **UI_ENV}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=POSIX)
     relay = threading.Thread(target=_relay, args=(proc.stdout, sys.stderr), daemon=True)
     relay.start()
     try:
@@ -289,11 +303,20 @@ def serve_ui(command: list[str], url: str, host: str, port: int, open_browser: b
 
 
 def _stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGTERM the server (mlflow passes it to uvicorn), then kill it after `grace` seconds."""
-    if proc.poll() is None:
-        proc.terminate()
+    """SIGTERM the server's process group (mlflow and its worker), SIGKILL after `grace` seconds."""
+    _signal(proc, signal.SIGTERM)
     try:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        _signal(proc, signal.SIGKILL if POSIX else signal.SIGTERM)
         proc.wait()
+
+
+def _signal(proc: subprocess.Popen, sig) -> None:
+    try:
+        if POSIX:
+            os.killpg(proc.pid, sig)
+        elif proc.poll() is None:
+            proc.terminate()
+    except ProcessLookupError:
+        pass
