@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml
 # Chromium-family browser. As root (CI) Debian's chromium is installed when none is found;
 # otherwise a note says what to install. HTML figures need no browser.
 browser:
+	@test -x $(BIN)/python || { echo "run make install first"; exit 1; }
 	@if $(BIN)/python -c "import sys; from ibcli.figure_files import find_browser; sys.exit(find_browser() is None)"; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing Debian's chromium (static figure export)"; \
