@@ -211,7 +211,7 @@ app.command()(mi)
 # ---------------------------------------------------------------------------- plot
 @app.command()
 def plot(
-    run_ids: Annotated[list[str], typer.Argument(help="Train run id (or unique prefix); several to compare them in one set of figures; or one sweep id to average over its members.", metavar="RUN_ID...")],
+    run_ids: Annotated[list[str], typer.Argument(help="Train run id (or unique prefix); several to compare them in one set of figures; or one sweep id to average over its members.", metavar="RUN_ID")],
     mi_run: Annotated[Optional[list[str]], typer.Option(help="mi run(s) to plot (default: the latest mi run of each method of each train run).")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Also write the figures to this folder (plotly.min.js once beside the HTML files).")] = None,
     formats: Annotated[str, typer.Option("--format", help="Comma-separated: html, png, svg, pdf (the static ones need a Chromium-family browser, e.g. Debian's chromium).")] = "html",
