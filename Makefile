@@ -7,7 +7,7 @@ EPOCHS  ?= 20
 STAMP   := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: install test run bench bench-bmi reproduce-tishby reproduce-saxe ui clean
+.PHONY: install browser test run bench bench-bmi reproduce-tishby reproduce-saxe ui screenshots clean
 
 install: $(STAMP)
 
@@ -17,7 +17,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 	$(BIN)/pip install --quiet -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
 	$(BIN)/python -c "import ibcli.cli, torch, torchvision, mlflow"
+	@$(MAKE) --no-print-directory browser
 	touch $(STAMP)
+
+# Static figures (ibcli plot --format png,svg,pdf) go through plotly's kaleido, which drives a
+# Chromium-family browser. As root (CI) Debian's chromium is installed when none is found;
+# otherwise a note says what to install. HTML figures need no browser.
+browser:
+	@test -x $(BIN)/python || { echo "run make install first"; exit 1; }
+	@if $(BIN)/python -c "import sys; from ibcli.figure_files import find_browser; sys.exit(find_browser() is None)"; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium (static figure export)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	    || echo "note: apt-get install chromium failed: PNG/SVG/PDF figures need a Chromium-family browser; HTML works without"; \
+	else echo "note: no Chromium-family browser: for PNG/SVG/PDF figures run \`sudo apt-get install chromium\` (or install Google Chrome); HTML works without"; fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -60,6 +73,11 @@ reproduce-saxe: $(STAMP)
 
 ui: $(STAMP)
 	$(BIN)/ibcli ui
+
+# Every figure and the MLflow UI pages in headless Chromium (a demo store on the 12-bit task,
+# a few minutes): PNGs in figures/screenshots/ to look at. Skips in one line without a browser.
+screenshots: $(STAMP)
+	$(BIN)/python scripts/screenshots.py --out figures/screenshots
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -28,6 +28,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
+from ibcli import run_names
 from ibcli.console import error, note, say, stderr
 from ibcli.datasets import DATASETS
 from ibcli.devices import DEVICES
@@ -273,22 +274,26 @@ app.command()(mi)
 # ---------------------------------------------------------------------------- plot
 @app.command()
 def plot(
-    run_id: Annotated[str, typer.Argument(help="Train run id (or unique prefix); a sweep id averages over its members.")],
-    mi_run: Annotated[Optional[list[str]], typer.Option(help="mi run(s) to plot (default: the latest mi run of each method).")] = None,
-    output: Annotated[Optional[Path], typer.Option(help="Also write the HTML files to this folder.")] = None,
+    run_ids: Annotated[list[str], typer.Argument(help="Train run id (or unique prefix); several to compare them in one set of figures; or one sweep id to average over its members.", metavar="RUN_ID")],
+    mi_run: Annotated[Optional[list[str]], typer.Option(help="mi run(s) to plot (default: the latest mi run of each method of each train run).")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Also write the figures to this folder (plotly.min.js once beside the HTML files).")] = None,
+    formats: Annotated[str, typer.Option("--format", help="Comma-separated: html, png, svg, pdf (the static ones need a Chromium-family browser, e.g. Debian's chromium).")] = "html",
+    histograms: Annotated[bool, typer.Option(help="One run: each layer's activation distribution per recorded epoch (read from the run's records).")] = True,
     band: Annotated[Band, typer.Option(help="Sweeps: the band around the mean over seeds, sd (mean ± sd) or bootstrap (95% interval of the mean).")] = "sd",
     tracking_uri: TrackingUri = None,
     json_out: JsonOut = False,
     quiet: Quiet = False,
 ):
-    """Draw the information plane, MI per epoch and training curves as plotly HTML.
+    """Draw the information plane, MI per epoch, training curves, gradient SNR and activation histograms.
 
-    Example: [bold]ibcli plot 3f2a --output figures/[/]
+    Example: [bold]ibcli plot 3f2a --output figures/ --format html,png[/]
+    (compare runs: [bold]ibcli plot 3f2a 91bc[/]; a run without mi results gets its training figures)
     """
     from ibcli.stages.plot import run_plot
 
     with user_errors():
-        summary = run_plot(run_id, list(mi_run or []), output, tracking_uri, band=_value(band))
+        summary = run_plot(list(run_ids), list(mi_run or []), output, tracking_uri, band=_value(band), formats=formats,
+                           histograms=histograms, quiet=quiet or json_out)
     if json_out:
         _write_json(summary)
     elif not quiet:
@@ -491,22 +496,27 @@ def rm(
 def ui(
     host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
+    experiment: Annotated[str, typer.Option(help="The experiment whose runs table opens.")] = "ibcli",
+    open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open the runs table in a browser (where there is a display).")] = True,
     tracking_uri: TrackingUri = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the mlflow command instead of running it.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the server's command line and the runs table's address instead of starting it.")] = False,
 ):
-    """Start the MLflow UI on this project's store (runs/ by default), nesting mi and plot runs under their train run.
+    """Start the MLflow UI on this project's store (runs/ by default), opening on the experiment's runs table.
 
-    Example: [bold]ibcli ui --port 5001[/], then open http://127.0.0.1:5001
+    Example: [bold]ibcli ui --port 5001[/] (one worker; Ctrl-C stops it)
     """
-    from ibcli.stages.browse import exec_ui, ui_command
+    from ibcli.stages.browse import UI_ENV, prepare_ui, serve_ui
 
     with user_errors():
-        command = ui_command(tracking_uri, host, port)
-    if dry_run:
-        sys.stdout.write(shlex.join(command) + "\n")
-        return
-    say(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)")
-    exec_ui(command)
+        command, url = prepare_ui(tracking_uri, host, port, experiment)
+        if dry_run:
+            env = " ".join(f"{k}={shlex.quote(v)}" for k, v in UI_ENV.items())
+            sys.stdout.write(f"{env} {shlex.join(command)}\n{url}\n")
+            return
+        say(f"starting the MLflow UI on {url.split('/#/')[0]} ...")
+        code = serve_ui(command, url, host, port, open_browser, say=say)
+    if code:
+        raise typer.Exit(code)
 
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
@@ -520,6 +530,7 @@ def _raise_interrupt(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     """Run one command; usage errors become one line and exit code 2, SIGINT/SIGTERM exit code 130."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    run_names.set_command(sys.argv[1:] if argv is None else argv)
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="ibcli")
     except typer.TyperException as exc:  # click's usage errors (bad option, bad value, missing argument)

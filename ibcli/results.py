@@ -4,8 +4,11 @@ gradient statistics, and a sweep's member runs (what plot and the sweep stages r
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow.parquet as pq
 
+from ibcli import activations as act
 from ibcli.errors import UserError
+from ibcli.metric_names import read_keys
 from ibcli.mi_table import MI_FILE, read_mi_table
 from ibcli.store import PARENT_TAG, STAGE_TAG, SWEEP_TAG, Store
 from ibcli.training import GRADIENTS
@@ -53,14 +56,20 @@ def load_mi_tables(store: Store, train_run, mi_run_ids: list[str]) -> pd.DataFra
 
 
 def load_training_metrics(store: Store, run_id: str) -> pd.DataFrame:
-    """Long table (epoch, key, value) of the train run's loss and accuracy.
+    """Long table (epoch, key, value) of the train run's loss and accuracy; key is ibcli's flat
+    name (train_loss, test_loss, train_accuracy, test_accuracy) whether the run logged it under
+    its grouped MLflow name (train/loss_train, ...) or, before 2026-11-30, the flat one.
 
     A resumed run may have logged an epoch twice (after its last checkpoint, before the
     kill); the value logged last wins.
     """
     rows = []
     for key in TRAIN_KEYS:
-        for m in sorted(store.client.get_metric_history(run_id, key), key=lambda m: m.timestamp):
+        for name in read_keys(key):
+            history = store.client.get_metric_history(run_id, name)
+            if history:
+                break
+        for m in sorted(history, key=lambda m: m.timestamp):
             rows.append({"epoch": m.step, "key": key, "value": m.value})
     df = pd.DataFrame(rows, columns=["epoch", "key", "value"])
     return df.drop_duplicates(["epoch", "key"], keep="last").sort_values(["key", "epoch"], ignore_index=True)
@@ -74,6 +83,15 @@ def load_gradients(store: Store, train_run) -> pd.DataFrame | None:
     except FileNotFoundError:
         return None
     return df.astype({"epoch": "float64"}) if "epoch" in df.columns else df
+
+
+def probe_labels(store: Store, train_run):
+    """The labels (n,) int64 of the run's probe set, or None when it recorded none."""
+    try:
+        path = store.artifacts(train_run).local_path(act.PROBE)
+    except FileNotFoundError:
+        return None
+    return pq.read_table(path, columns=["label"]).column("label").to_numpy()
 
 
 def seed_of(run) -> int:

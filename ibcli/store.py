@@ -32,7 +32,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, ViewType
 from mlflow.exceptions import MlflowException
 
+from ibcli import run_names
 from ibcli.errors import UserError
+from ibcli.metric_names import mlflow_name
 
 STAGE_TAG = "ibcli.stage"
 PARENT_TAG = "mlflow.parentRunId"
@@ -224,15 +226,16 @@ class Store:
         A train run started by `ibcli sweep` ($IBCLI_SWEEP_RUN_ID set) is a child of the
         sweep run and carries `ibcli.sweep=<sweep run id>`.
         """
-        tags = {**(tags or {}), STAGE_TAG: stage}
+        tags = {**(tags or {}), STAGE_TAG: stage, **_description()}
         sweep = os.environ.get(SWEEP_ENV)
         if sweep and stage == "train":
             tags.update({PARENT_TAG: sweep, SWEEP_TAG: sweep})
         return self.client.create_run(self.experiment_id(experiment), tags=tags, run_name=run_name)
 
     def create_child_run(self, parent, stage: str, run_name: str | None = None, tags: dict | None = None):
-        """Start a run in `parent`'s experiment, tagged as its child, `ibcli.stage=stage` and `tags`."""
-        tags = {**(tags or {}), STAGE_TAG: stage, PARENT_TAG: parent.info.run_id}
+        """Start a run in `parent`'s experiment, tagged as its child, `ibcli.stage=stage` and `tags`
+        (the command line becomes its description)."""
+        tags = {**(tags or {}), STAGE_TAG: stage, PARENT_TAG: parent.info.run_id, **_description()}
         return self.client.create_run(parent.info.experiment_id, tags=tags, run_name=run_name)
 
     def reopen(self, run) -> None:
@@ -291,9 +294,10 @@ class Store:
         self.log_metric_rows(run_id, [(step, metrics)])
 
     def log_metric_rows(self, run_id: str, rows: list[tuple[int, dict[str, float]]]) -> None:
-        """Log many (step, {key: value}) rows in as few requests as MLflow allows."""
+        """Log many (step, {key: value}) rows in as few requests as MLflow allows; ibcli's flat
+        keys go out under their grouped MLflow names (`metric_names.mlflow_name`)."""
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, int(step)) for step, metrics in rows for k, v in metrics.items()]
+        items = [Metric(mlflow_name(k), float(v), now, int(step)) for step, metrics in rows for k, v in metrics.items()]
         for i in range(0, len(items), 1000):
             self.client.log_batch(run_id, metrics=items[i : i + 1000])
 
@@ -422,6 +426,12 @@ class Store:
     # ---- artifacts ---------------------------------------------------------------
     def artifacts(self, run) -> "Artifacts":
         return Artifacts(self, run.info.run_id, run.info.artifact_uri)
+
+
+def _description() -> dict[str, str]:
+    """The description tag of a new run: the `ibcli` command line that made it (when known)."""
+    text = run_names.description()
+    return {run_names.DESCRIPTION_TAG: text} if text else {}
 
 
 @contextmanager

@@ -7,7 +7,14 @@ plot child of the first, one artifact file.
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -77,25 +84,128 @@ def test_show(filled, capsys):
     assert code == 0, err
     info = json.loads(out)
     assert info["run_id"] == filled["a"] and info["stage"] == "train" and info["status"] == "FINISHED"
-    assert info["params"]["model"] == "mlp" and info["metrics"]["test_accuracy"] == 0.875
+    assert info["params"]["model"] == "mlp" and info["metrics"]["train/accuracy_test"] == 0.875
     assert [a["path"] for a in info["artifacts"]] == ["activations/manifest.json"]
     assert sorted(c["stage"] for c in info["children"]) == ["mi", "mi", "mi", "plot"]
     code, out, err = run_cli(["show", filled["plot"], "--tracking-uri", filled["uri"]], capsys)
     assert code == 0, err
     assert f"plot run {filled['plot']}" in out and filled["a"] in out  # its parent
     code, out, err = run_cli(["show", filled["a"], "--tracking-uri", filled["uri"]], capsys)
-    for text in ("params", "metrics", "activations/manifest.json", "test_accuracy", "child runs"):
+    for text in ("params", "metrics", "activations/manifest.json", "train/accuracy_test", "child runs"):
         assert text in out
 
 
 def test_ui_command(filled, capsys):
     code, out, err = run_cli(["ui", "--port", "5077", "--host", "0.0.0.0", "--dry-run", "--tracking-uri", filled["uri"]], capsys)
     assert code == 0, err
-    argv = shlex.split(out.strip())
-    assert argv[1:4] == ["-m", "mlflow", "ui"]
-    opts = dict(zip(argv[4::2], argv[5::2]))
-    assert opts == {"--backend-store-uri": filled["uri"], "--default-artifact-root": str(filled["root"] / "runs" / "artifacts"),
-                    "--host": "0.0.0.0", "--port": "5077"}
+    command, url = out.strip().splitlines()
+    argv = shlex.split(command)
+    env = dict(a.split("=", 1) for a in argv[:2])
+    assert env == {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "PYTHONWARNINGS": "ignore"}  # no job runner, no warnings
+    assert argv[3:6] == ["-m", "mlflow", "ui"]
+    opts = dict(zip(argv[6::2], argv[7::2]))
+    assert opts == {"--backend-store-uri": filled["uri"], "--registry-store-uri": filled["uri"],
+                    "--default-artifact-root": str(filled["root"] / "runs" / "artifacts"),
+                    "--host": "0.0.0.0", "--port": "5077", "--workers": "1",
+                    "--uvicorn-opts": "--log-level warning --no-access-log"}
+    experiment = Store(filled["uri"]).client.get_experiment_by_name("ibcli").experiment_id
+    # the runs table of the ibcli experiment, in MLflow 3's classic (not GenAI) view
+    assert url == f"http://127.0.0.1:5077/#/experiments/{experiment}/runs?workflowType=machine_learning"
+    code, out, _ = run_cli(["ui", "--experiment", "nope", "--dry-run", "--tracking-uri", filled["uri"]], capsys)
+    assert out.strip().splitlines()[1] == "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
+
+
+FAKE_SERVER = """
+import http.server, sys
+print("[MLflow] Security middleware enabled with default settings (localhost-only). To allow ...", flush=True)
+print("a line that matters", flush=True)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/health" else 404); self.end_headers(); self.wfile.write(b"OK")
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_ui_waits_for_the_server_prints_the_url_and_drops_the_noise(capfd, monkeypatch):
+    """serve_ui on a stand-in server: the address once /health answers, the start-up noise gone,
+    other lines passed on, Ctrl-C ends it with exit code 0, a taken port is one line."""
+    from ibcli.errors import UserError
+    from ibcli.stages import browse
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/#/experiments/1/runs?workflowType=machine_learning"
+    said = []
+
+    def say(text):
+        said.append(text)
+        raise KeyboardInterrupt  # the user presses Ctrl-C once the address is out
+
+    monkeypatch.setattr(browse, "_can_open_browser", lambda: False)
+    code = browse.serve_ui([sys.executable, "-c", FAKE_SERVER, str(port)], url, "127.0.0.1", port, True, say=say)
+    assert code == 0 and said == [f"MLflow UI: {url}  (Ctrl-C stops it)"]
+    err = capfd.readouterr().err
+    assert "a line that matters" in err and "Security middleware" not in err
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the stand-in's connections may be in TIME_WAIT
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        with pytest.raises(UserError, match=f"port {port} on 127.0.0.1 is in use"):
+            browse.serve_ui([sys.executable, "-c", "pass"], url, "127.0.0.1", port, False)
+
+
+@pytest.mark.skipif(not os.environ.get("IBCLI_TEST_UI"), reason="starts the real MLflow UI (20-60 s): set IBCLI_TEST_UI=1")
+def test_ui_serves_the_runs_table(filled):
+    """`ibcli ui` for real on a free port: the page answers, one server process, no warning lines."""
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "ibcli.cli", "ui", "--port", str(port), "--no-open", "--tracking-uri",
+                             filled["uri"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    try:
+        lines = []
+        for raw in proc.stderr:
+            lines.append(raw.decode())
+            if "MLflow UI:" in lines[-1]:
+                break
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as page:
+            assert page.status == 200 and b"<html" in page.read().lower()
+        assert len(_descendants(proc.pid)) == 2  # mlflow's launcher and one uvicorn worker (no job runner)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+    text = "".join(lines)
+    assert "Warning" not in text and "INFO" not in text and len(lines) == 2, text
+
+
+def _descendants(pid: int) -> list[str]:
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return children + [d for c in children for d in _descendants(int(c))]
+
+
+def test_old_metric_names_are_still_read(store_template, tmp_path):
+    """Runs logged before the grouped names (test_accuracy, train_loss) read as before."""
+    from ibcli.results import load_training_metrics
+    from ibcli.stages.browse import list_runs
+
+    uri = seed_store(store_template, tmp_path)
+    s = Store(uri)
+    run = s.create_run("ibcli", "train")
+    s.log_params(run.info.run_id, {"model": "mlp", "activation": "tanh"})
+    for step, (acc, loss) in enumerate([(0.5, 2.0), (0.75, 1.0)]):
+        s.client.log_metric(run.info.run_id, "test_accuracy", acc, step=step)  # the raw client: no renaming
+        s.client.log_metric(run.info.run_id, "train_loss", loss, step=step)
+    s.finish(run.info.run_id)
+    assert list_runs(uri)[0]["test_accuracy"] == 0.75
+    table = load_training_metrics(s, run.info.run_id)
+    assert table.pivot(index="epoch", columns="key", values="value").to_dict() == {
+        "test_accuracy": {0: 0.5, 1: 0.75}, "train_loss": {0: 2.0, 1: 1.0}}
 
 
 def test_every_help_has_an_example(capsys):

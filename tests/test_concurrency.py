@@ -57,7 +57,7 @@ def check_train_runs(store: Store, summaries: list[dict]) -> None:
     for rid in ids:
         run = store.find_run(rid, stage="train")
         assert run.info.status == "FINISHED"
-        assert [m.step for m in store.client.get_metric_history(rid, "train_loss")] == [1]
+        assert [m.step for m in store.client.get_metric_history(rid, "train/loss_train")] == [1]
         arts = store.artifacts(run)
         roots.add(arts.local_root)
         manifest = act.load_manifest(arts)

@@ -50,7 +50,9 @@ def test_train_mi_plot_store_contents(pipeline, capsys):
         assert child.data.tags[PARENT_TAG] == train_run.info.run_id
         assert child.info.status == "FINISHED"
     assert train_run.data.tags[STAGE_TAG] == "train" and train_run.info.status == "FINISHED"
-    assert train_run.data.metrics["test_accuracy"] > 0.5
+    assert train_run.data.metrics["train/accuracy_test"] > 0.5
+    assert train_run.info.run_name == "mlp-tanh-adam-s0" and mi_run.info.run_name == "mi-binning-bins=30"
+    assert train_run.data.tags["mlflow.note.content"].startswith("```\nibcli train --model mlp")
 
     # activations: the documented shapes and dtypes
     arts = store.artifacts(train_run)
@@ -84,12 +86,25 @@ def test_train_mi_plot_store_contents(pipeline, capsys):
     wide = table[table["layer"] == "layer1"]
     assert np.allclose(wide["i_xt_bits"], math.log2(PROBE))
 
-    # plots: self-contained HTML in the plot run and in --output
-    names = {"information_plane.html", "mi_per_epoch.html", "training_curves.html", "gradient_snr.html"}
-    assert {p.name for p in (pipeline / "figs").iterdir()} == names
-    for name in names:
-        html = store.artifacts(plot_run).local_path(f"figures/{name}").read_text()
-        assert "plotly" in html and len(html) > 1_000_000  # plotly.js inlined
+    # mi metrics: step = epoch for whole epochs
+    history = store.client.get_metric_history(mi_run.info.run_id, "mi/i_xt_bits/layer5")
+    assert sorted(m.step for m in history) == [0, 1, 2]
+
+    # plots: one HTML file per figure with plotly.js once beside them in --output; the plot run
+    # keeps one self-contained report (what MLflow's artifact viewer can show)
+    figures = {"information_plane", "information_plane_by_method", "mi_per_epoch", "training_curves", "gradient_snr",
+               "activation_histograms"}
+    assert {p.name for p in (pipeline / "figs").iterdir()} == (
+        {f"{n}.html" for n in figures} | {"plotly.min.js", "report.html", "activation_histograms.parquet"})
+    for name in figures:
+        html = (pipeline / "figs" / f"{name}.html").read_text()
+        assert '<script charset="utf-8" src="plotly.min.js"></script>' in html and len(html) < 1_000_000
+    report = store.artifacts(plot_run).local_path("figures/report.html").read_text()
+    assert len(report) > 3_000_000 and all(f'id="{n}"' in report for n in figures)  # plotly.js inline, once
+    assert report.count("Plotly.newPlot") == len(figures)
+    hist = pq.read_table(store.artifacts(plot_run).local_path("activation_histograms.parquet")).to_pandas()
+    sums = hist.groupby(["step", "layer"]).agg(count=("count", "sum"), n=("n_values", "first"))
+    assert (sums["count"] == sums["n"]).all() and len(sums) == 3 * 6  # every value in a bin, every record and layer
 
 
 def _data():

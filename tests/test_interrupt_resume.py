@@ -21,6 +21,7 @@ import pytest
 from conftest import SHARED_DATA, run_cli, run_json, seed_store
 
 from ibcli import activations as act
+from ibcli.metric_names import mlflow_name
 from ibcli.stages.mi import run_mi
 from ibcli.store import FAILURE_TAG, STAGE_TAG, Store
 
@@ -193,8 +194,9 @@ def test_resume_equals_uninterrupted_run(store_env, capsys, mnist_dir, store_tem
             np.testing.assert_allclose(act.load_layer(arts_b, rec_b, layer), act.load_layer(arts_a, rec_a, layer),
                                        rtol=1e-5, atol=1e-6, err_msg=f"step {rec_a['step']} {layer}")
     for key in ("test_accuracy", "test_loss", "train_loss", "train_accuracy"):
-        hist_a = sorted((m.step, m.value) for m in store.client.get_metric_history(a.info.run_id, key))
-        hist_b = sorted((m.step, m.value) for m in store.client.get_metric_history(b.info.run_id, key))
+        name = mlflow_name(key)
+        hist_a = sorted((m.step, m.value) for m in store.client.get_metric_history(a.info.run_id, name))
+        hist_b = sorted((m.step, m.value) for m in store.client.get_metric_history(b.info.run_id, name))
         assert [s for s, _ in hist_a] == [s for s, _ in hist_b] == ([0, 1, 2, 3] if key.startswith("test") else [1, 2, 3])
         np.testing.assert_allclose([v for _, v in hist_b], [v for _, v in hist_a], rtol=1e-5, err_msg=key)
     assert b.data.tags["ibcli.epochs"] == "3" and b.data.tags["ibcli.epochs_done"] == "3"

@@ -23,10 +23,12 @@ from ibcli.devices import resolve_device
 from ibcli.errors import UserError
 from ibcli.estimators import registry
 from ibcli.estimators.interface import Estimator
+from ibcli.metric_names import mi_metric
 from ibcli.mi_table import MI_FILE, Selection, compute_mi_table, read_mi_table, select
 from ibcli.progress import make_progress
 from ibcli.provenance import provenance_tags
 from ibcli.results import is_sweep, sweep_members
+from ibcli.run_names import mi_run_name
 from ibcli.store import STAGE_TAG, Store
 
 MI_KEY_TAG = "ibcli.mi_key"
@@ -109,7 +111,7 @@ def mi_on_train_run(store: Store, train_run, estimator: Estimator, params: dict,
     if not quiet:
         for text in notes:
             note(text)
-    mi_run = store.create_child_run(train_run, "mi", run_name=f"mi-{estimator.name}",
+    mi_run = store.create_child_run(train_run, "mi", run_name=mi_run_name(estimator, params),
                                     tags={**provenance_tags(device), MI_KEY_TAG: key})
     mi_id = mi_run.info.run_id
     with store.tracked(mi_id):
@@ -196,15 +198,15 @@ def _mi_on_sweep(store: Store, sweep_run, estimator: Estimator, params: dict, la
 
 
 def _log_results(store: Store, mi_id: str, table: pd.DataFrame, seconds: float) -> None:
-    metrics_by_step: dict[int, dict[str, float]] = {}
+    """The table's values as MLflow metrics: whole epochs under mi/ with step = epoch, records
+    inside an epoch under mi_steps/ with step = optimizer step (`metric_names.mi_metric`)."""
+    rows: dict[int, dict[str, float]] = {}
     for row in table.itertuples():
-        suffix = f"{row.layer}" if pd.isna(row.noise_var) else f"{row.layer}.s2_{row.noise_var:g}"
-        m = metrics_by_step.setdefault(int(row.step), {})
-        m[f"i_xt_bits.{suffix}"] = row.i_xt_bits
-        m[f"i_ty_bits.{suffix}"] = row.i_ty_bits
-    for step, metrics in metrics_by_step.items():
-        store.log_metrics(mi_id, metrics, step=step)
-    store.log_metrics(mi_id, {"mi_seconds": seconds}, step=0)
+        noise_var = None if pd.isna(row.noise_var) else float(row.noise_var)
+        for quantity in ("i_xt_bits", "i_ty_bits"):
+            name, whole = mi_metric(quantity, row.layer, noise_var, row.epoch)
+            rows.setdefault(int(row.epoch) if whole else int(row.step), {})[name] = getattr(row, quantity)
+    store.log_metric_rows(mi_id, [*rows.items(), (0, {"mi_seconds": seconds})])
 
 
 def print_summary(summary: dict) -> None:

@@ -34,6 +34,8 @@ import pandas as pd
 
 from ibcli import plots
 from ibcli.aggregate import compression_summary
+from ibcli.errors import UserError
+from ibcli.figure_files import check_static_export, write_html, write_static
 from ibcli.stages.mi import run_mi
 from ibcli.stages.plot import MI_MEAN_FILE, run_plot
 from ibcli.stages.sweep import run_sweep
@@ -95,24 +97,20 @@ def _sweep_mi_plot(setup: Setup, activation: str, methods: list[str], out: Path,
     params = {"binning": {"bins": setup.bins}, "kde": {"noise_var": (setup.noise_var,)}}
     for method in methods:
         clock.run(f"{activation}: mi {method}", run_mi, sweep_id, method, params[method], tracking_uri=tracking_uri, quiet=quiet)
-    plot = clock.run(f"{activation}: plot", run_plot, sweep_id, [], out, tracking_uri, band=setup.band)
+    plot = clock.run(f"{activation}: plot", run_plot, [sweep_id], [], out, tracking_uri, band=setup.band)
     for note in plot.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
     return sweep_id, pd.read_parquet(out / MI_MEAN_FILE)
 
 
 def _pngs(folder: Path, figures: dict) -> list[str]:
-    """Also write PNGs when plotly can export images (kaleido); returns the files written."""
-    written = []
-    for name, fig in figures.items():
-        try:
-            fig.write_image(folder / f"{name}.png", scale=1.5)
-        except Exception as exc:  # ValueError/ImportError without kaleido, RuntimeError without Chrome
-            first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-            print(f"note: no PNG export ({type(exc).__name__}: {first[:120]}); HTML only", file=sys.stderr)
-            return written
-        written.append(str(folder / f"{name}.png"))
-    return written
+    """Also write PNGs when plotly can export images (kaleido and a browser); returns the files written."""
+    try:
+        check_static_export(("png",))
+        return [str(p) for p in write_static(figures, folder, ("png",))]
+    except UserError as exc:
+        print(f"note: no PNG export ({exc}); HTML only", file=sys.stderr)
+        return []
 
 
 def _html_figures_to_png(folder: Path) -> list[str]:
@@ -181,7 +179,7 @@ def reproduce_saxe(setup: Setup, out: Path, tracking_uri: str | None, quiet: boo
     fig = plots.information_plane_mean_grid(
         aggs, f"Saxe et al. (2018) Fig. 1 on the 12-bit task: tanh vs ReLU, binning ({setup.bins} bins) and KDE "
               f"(s2={setup.noise_var}); mean over seeds {setup.seeds}, band ± sd")
-    fig.write_html(out / "tanh_vs_relu.html", include_plotlyjs=True, full_html=True)
+    write_html({"tanh_vs_relu": fig}, out)  # plotly.min.js beside it
     pngs = _pngs(out, {"tanh_vs_relu": fig})
     extra = [f"figures: {out}/tanh_vs_relu.html (2x2 panel), {out}/tanh/*.html, {out}/relu/*.html"
              + (f" (+ {len(pngs)} PNG)" if pngs else "")]

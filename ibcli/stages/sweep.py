@@ -28,6 +28,7 @@ from ibcli.console import note, say
 from ibcli.progress import make_progress
 from ibcli.provenance import provenance_tags
 from ibcli.results import SWEEP_STAGE
+from ibcli.run_names import sweep_run_name
 from ibcli.store import SWEEP_ENV, SWEEP_TAG, Store
 from ibcli.training import TrainConfig
 
@@ -176,11 +177,11 @@ def run_sweep(train_options: dict, seeds_spec: str, jobs: int, threads: int | No
         raise UserError(f"--threads must be at least 1, got {threads}")
     config = check_train_options(train_options)
     store = Store(tracking_uri)
-    sweep_run = store.create_run(train_options.get("experiment") or "ibcli", SWEEP_STAGE, run_name=run_name,
+    sweep_run = store.create_run(train_options.get("experiment") or "ibcli", SWEEP_STAGE,
+                                 run_name=run_name or sweep_run_name(asdict(config)),
                                  tags=provenance_tags(config.device, threads=threads))
     sweep_id = sweep_run.info.run_id
     with store.tracked(sweep_id):
-        name = run_name or sweep_run.info.run_name or f"sweep-{sweep_id[:8]}"
         notes = []
         if jobs * threads > cores:
             notes.append(f"--jobs {jobs} x --threads {threads} > {cores} cores: members will compete for them")
@@ -195,7 +196,7 @@ def run_sweep(train_options: dict, seeds_spec: str, jobs: int, threads: int | No
         store.log_params(sweep_id, {**shared, "seeds": ",".join(map(str, seeds)), "seeds_spec": seeds_spec,
                                     "n_seeds": len(seeds), "jobs": jobs, "threads": threads, "train_args": " ".join(args)})
         t0 = time.perf_counter()
-        results, interrupted = _run_members(store, sweep_id, name, args, seeds, jobs, threads, quiet)
+        results, interrupted = _run_members(store, sweep_id, run_name, args, seeds, jobs, threads, quiet)
         results.sort(key=lambda r: seeds.index(r["seed"]))
         seconds = time.perf_counter() - t0
         metrics = {"sweep_seconds": seconds, "members_finished": sum(r["status"] == "FINISHED" for r in results)}
@@ -216,9 +217,10 @@ def run_sweep(train_options: dict, seeds_spec: str, jobs: int, threads: int | No
     return summary
 
 
-def _run_members(store: Store, sweep_id: str, name: str, args: list[str], seeds: list[int], jobs: int,
+def _run_members(store: Store, sweep_id: str, name: str | None, args: list[str], seeds: list[int], jobs: int,
                  threads: int, quiet: bool) -> tuple[list[dict], bool]:
-    """Run the members `jobs` at a time; (their results, whether SIGINT/SIGTERM stopped them)."""
+    """Run the members `jobs` at a time; (their results, whether SIGINT/SIGTERM stopped them).
+    Members are named NAME-seedS, or like any train run (mlp-tanh-adam-s3) without a name."""
     env = dict(os.environ)
     env.update({SWEEP_ENV: sweep_id, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
                 "OPENBLAS_NUM_THREADS": str(threads)})
@@ -233,7 +235,8 @@ def _run_members(store: Store, sweep_id: str, name: str, args: list[str], seeds:
                     seed = pending.pop(0)
                     out, err = staging / f"seed{seed}.out", staging / f"seed{seed}.err"
                     with open(out, "wb") as fo, open(err, "wb") as fe:
-                        proc = subprocess.Popen([*base, "--seed", str(seed), "--run-name", f"{name}-seed{seed}"],
+                        named = ["--run-name", f"{name}-seed{seed}"] if name else []
+                        proc = subprocess.Popen([*base, "--seed", str(seed), *named],
                                                 stdout=fo, stderr=fe, env=env, start_new_session=True)
                     running.append(_Member(seed, proc, out, err))
                 time.sleep(0.2)

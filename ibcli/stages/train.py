@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from dataclasses import asdict
 
 import torch
 
@@ -20,6 +21,7 @@ from ibcli.gradient_stats import preload_kernel
 from ibcli.progress import TrainProgress, make_progress
 from ibcli.provenance import provenance_tags
 from ibcli.recorder import NonFiniteRecord
+from ibcli.run_names import train_run_name
 from ibcli.store import CONFIG_TAG, EPOCHS_DONE_TAG, EPOCHS_TAG, Store
 from ibcli.training import CHECKPOINT, Diverged, TrainConfig, Trainer
 
@@ -86,7 +88,7 @@ def run_train(options: dict, explicit: set[str], resume: str | None, run_name: s
         store = store or Store(tracking_uri)
         where = provenance_tags(str(trainer.device))
         if run is None:
-            run = store.create_run(cfg.experiment, "train", run_name=run_name, tags=where)
+            run = store.create_run(cfg.experiment, "train", run_name=run_name or train_run_name(asdict(cfg)), tags=where)
             lock = store.hold_run(run.info.run_id)
         else:
             trainer.resume_from(store, run)
