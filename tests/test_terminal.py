@@ -219,7 +219,7 @@ def test_show_summary_is_the_end_of_make_run(trained, capsys, tmp_path):
     I(X;T), the figure paths where --output put them, and the command that opens the UI on this store."""
     uri, rid = trained["uri"], trained["run_id"]
     s = Store(uri)
-    acc = s.find_run(rid).data.metrics["test_accuracy"]
+    acc = s.find_run(rid).data.metrics["train/accuracy_test"]
     code, _, err = _cli(["plot", rid, "--output", str(tmp_path / "figs")], capsys, uri)
     assert code == 0, err
     code, out, err = _cli(["show", rid, "--summary"], capsys, uri)

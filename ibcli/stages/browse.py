@@ -173,7 +173,7 @@ def train_summary(run_id: str, tracking_uri: str | None) -> dict:
         break
     default = tracking_uri is None and not os.environ.get("MLFLOW_TRACKING_URI")
     return {"run_id": rid, "run_name": run.info.run_name, "status": run.info.status, "epochs_done": done, "epochs": target,
-            "test_accuracy": run.data.metrics.get("test_accuracy"), "mi": methods, "plot_run_id": plot_id,
+            "test_accuracy": latest(run.data.metrics, "test_accuracy"), "mi": methods, "plot_run_id": plot_id,
             "figures": figures, "ui": "ibcli ui" if default else f"ibcli ui --tracking-uri {shlex.quote(store.uri)}"}
 
 
