@@ -7,7 +7,7 @@ EPOCHS  ?= 20
 STAMP   := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: install test run bench reproduce-tishby reproduce-saxe ui clean
+.PHONY: install test run bench bench-bmi reproduce-tishby reproduce-saxe ui clean
 
 install: $(STAMP)
 
@@ -40,14 +40,20 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -c "import infomeasure"
 	touch $(BENCH_STAMP)
 
-# The papers' information planes on the 12-bit task, averaged over seeds (python -m ibcli.reproduce):
+# KSG's MAE on the 40 tasks of Czyz et al. 2023 (benchmarks/README.md): samples from the benchmark's
+# own venv .venv-bmi (network on first set-up), cached in .cache/bmi. Not part of `make test`.
+bench-bmi: $(STAMP)
+	$(BIN)/python benchmarks/bmi_samples.py
+	$(BIN)/python benchmarks/bmi_mae.py --method kraskov
+
+# The papers' information planes on the 12-bit task, averaged over seeds (ibcli reproduce):
 # figures (HTML) and summary.txt in results/tishby/ and results/saxe/, each under 30 minutes on 2 cores.
 # REPRO_ARGS overrides the setup, e.g. REPRO_ARGS="--seeds 0-9 --epochs 4000".
 reproduce-tishby: $(STAMP)
-	$(BIN)/python -m ibcli.reproduce tishby --out results/tishby $(REPRO_ARGS)
+	$(BIN)/ibcli reproduce tishby --out results/tishby $(REPRO_ARGS)
 
 reproduce-saxe: $(STAMP)
-	$(BIN)/python -m ibcli.reproduce saxe --out results/saxe $(REPRO_ARGS)
+	$(BIN)/ibcli reproduce saxe --out results/saxe $(REPRO_ARGS)
 
 ui: $(STAMP)
 	$(BIN)/ibcli ui

@@ -167,7 +167,7 @@ def bench_training(args, work: Path):
     """Items 1 and 2. Returns the default trainer (its records feed items 3, 5 and 6)."""
     t = time.perf_counter()
     import torch
-    import torchvision.datasets  # noqa: F401  (imported lazily by ibcli.data)
+    import torchvision.datasets  # noqa: F401  (ibcli.datasets imports it only to download)
     import mlflow  # noqa: F401
 
     from ibcli.gradient_stats import preload_kernel
@@ -194,7 +194,7 @@ def bench_training(args, work: Path):
     t0 = time.perf_counter()
     trainer = Trainer(config(True), progress=fb)
     t1 = time.perf_counter()
-    trainer.start(store, run_name="bench-default")
+    trainer.start(store, store.create_run(trainer.cfg.experiment, "train", run_name="bench-default"))
     t2 = time.perf_counter()
     first_epoch = {"ibcli": ibcli_epoch(trainer)}
     to_first = fb.first_batch - t0
@@ -203,7 +203,7 @@ def bench_training(args, work: Path):
     report("time to first batch", f"{to_first:.2f} s", "<= 2 s", to_first <= 2.0)
 
     nogs = Trainer(config(False))
-    nogs.start(store, run_name="bench-no-grad-stats")
+    nogs.start(store, store.create_run(nogs.cfg.experiment, "train", run_name="bench-no-grad-stats"))
     bare = BareLoop(trainer.x_train, trainer.y_train, trainer.x_test, trainer.y_test)
     first_epoch["no-grad-stats"] = ibcli_epoch(nogs)
     first_epoch["bare"] = bare.epoch()
@@ -359,12 +359,13 @@ def bench_binning(artifacts, manifest, record, labels, repeat: int):
     import numpy as np
 
     from ibcli import activations as act
-    from ibcli.analysis import layer_ranges
     from ibcli.estimators import bin_edges, information_plane
+    from ibcli.mi_table import RecordedLayers
 
     names = [layer["name"] for layer in manifest.layers]
     t_load, layers = timed(lambda: {nm: act.load_layer(artifacts, record, nm) for nm in names})
-    edges = {nm: bin_edges(np.array(r), 30, "uniform") for nm, r in layer_ranges(artifacts, manifest, names).items()}
+    ranges = RecordedLayers(artifacts, manifest)
+    edges = {nm: bin_edges(np.array(ranges.value_range(nm)), 30, "uniform") for nm in names}
 
     def all_layers():
         return [information_plane(layers[nm], labels, "binning", edges=edges[nm])[0] for nm in names]

@@ -11,13 +11,17 @@ All MI values are in bits, as in ``mi.parquet``.
 
 from __future__ import annotations
 
-import warnings
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-__all__ = ["aggregate_over_seeds", "group_keys"]
+from ibcli.errors import UserError
+from ibcli.estimators import registry
+
+__all__ = ["aggregate_over_seeds", "group_keys", "average_mi", "compression_summary", "check_same_settings"]
 
 #: Group keys, in output order; ``noise_var`` only where the column exists.
 BASE_KEYS = ("method", "noise_var", "layer", "layer_index", "epoch", "step")
@@ -59,8 +63,9 @@ def aggregate_over_seeds(
             Other columns are ignored.
         band: ``"sd"``: ``lo, hi = mean -/+ sd`` (sd with ddof=1, over seeds);
             ``"bootstrap"``: percentile bootstrap interval of the mean over seeds
-            (resample the seeds with replacement ``n_boot`` times, take the
-            ``(1-ci)/2`` and ``(1+ci)/2`` quantiles of the resampled means).
+            (``scipy.stats.bootstrap``, method "percentile": the seeds resampled with
+            replacement ``n_boot`` times, the ``(1-ci)/2`` and ``(1+ci)/2`` quantiles
+            of the resampled means).
         n_boot: number of bootstrap resamples (``band="bootstrap"`` only), >= 1.
         ci: coverage of the bootstrap interval, in (0, 1).
         seed: seed of the bootstrap's ``numpy.random.default_rng``; the output is
@@ -140,37 +145,100 @@ def aggregate_over_seeds(
 def _bootstrap_bounds(
     columns: dict[str, np.ndarray], gid: np.ndarray, n_groups: int, n_boot: int, ci: float, seed: int
 ) -> dict[str, np.ndarray]:
-    """Percentile bootstrap interval of the mean, per group, for each column.
+    """Percentile bootstrap interval of the mean, per group, for each column (scipy.stats.bootstrap).
 
     ``columns[v]`` is a float64 array over the table's rows, ``gid`` the group id
-    (0..n_groups-1) of each row. Returns ``{v: (n_groups, 2) array of (lo, hi)}``.
-    Groups of equal size are resampled together, in chunks, vectorised; one resample
-    of a group's seeds serves all columns (paired). NaN values are skipped in each
-    resampled mean; a group whose values are all NaN gets NaN bounds.
+    (0..n_groups-1) of each row. Returns ``{v: (n_groups, 2) array of (lo, hi)}``. NaN
+    values are left out of their group; a group with no value gets NaN bounds, one whose
+    values are all equal (one seed, say) gets that value as both bounds (resampling cannot move it).
     """
     rng = np.random.default_rng(seed)
-    q = [(1.0 - ci) / 2.0, (1.0 + ci) / 2.0]
     bounds = {v: np.full((n_groups, 2), np.nan) for v in columns}
     order = np.argsort(gid, kind="stable")
-    counts = np.bincount(gid, minlength=n_groups)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    for n in np.unique(counts):
-        groups = np.flatnonzero(counts == n)
-        # Row positions of each group of this size: (G, n).
-        rows = order[starts[groups][:, None] + np.arange(n)[None, :]]
-        chunk = max(1, 2_000_000 // (n_boot * n))  # ~16 MB of float64 per chunk
-        for c in range(0, len(groups), chunk):
-            g = groups[c : c + chunk]
-            r = rows[c : c + chunk]
-            draws = rng.integers(0, n, size=(len(g), n_boot, n))
-            for v, col in columns.items():
-                x = col[r]  # (G, n)
-                sample = np.take_along_axis(x[:, None, :], draws, axis=2)  # (G, n_boot, n)
-                if np.isnan(x).any():
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", RuntimeWarning)
-                        means = np.nanmean(sample, axis=2)
-                        bounds[v][g] = np.nanquantile(means, q, axis=1).T
-                else:
-                    bounds[v][g] = np.quantile(sample.mean(axis=2), q, axis=1).T
+    splits = np.cumsum(np.bincount(gid, minlength=n_groups))[:-1]
+    for v, col in columns.items():
+        for g, values in enumerate(np.split(col[order], splits)):
+            values = values[~np.isnan(values)]
+            if values.size == 0:
+                continue
+            if values.size < 2 or np.ptp(values) == 0:
+                bounds[v][g] = values.mean()
+                continue
+            res = stats.bootstrap((values,), np.mean, n_resamples=n_boot, confidence_level=ci,
+                                  method="percentile", vectorized=True, rng=rng)
+            bounds[v][g] = (res.confidence_interval.low, res.confidence_interval.high)
     return bounds
+
+
+# ---------------------------------------------------------------------------- sweeps of mi tables
+def check_same_settings(mi: pd.DataFrame) -> None:
+    """Members' latest runs of one method must share its settings, or they do not average.
+
+    Raises:
+        UserError: two seeds' tables of one method differ in a stored parameter or in the set
+            of noise variances.
+    """
+    for method, g in mi.groupby("method"):
+        est = registry.get(method)
+        settings = [p.name for p in est.params if p.column and not p.multiple and p.name in g.columns]
+        per_seed = g.groupby("seed")[settings].first().astype(str).drop_duplicates() if settings else []
+        if len(per_seed) > 1:
+            desc = ", ".join(f"{c}={sorted(set(per_seed[c]))}" for c in settings)
+            raise UserError(f"the members' latest {method} mi runs use different settings ({desc}): "
+                            f"rerun `ibcli mi SWEEP_ID --method {method} ...` so all members share them")
+        if "noise_var" in g.columns and g["noise_var"].notna().any():
+            sets = g.groupby("seed")["noise_var"].apply(lambda s: tuple(sorted(s.dropna().unique())))
+            if sets.nunique() > 1:
+                raise UserError(f"the members' latest {method} mi runs use different --noise-var values: "
+                                f"rerun `ibcli mi SWEEP_ID --method {method} ...` so all members share them")
+
+
+def average_mi(mi: pd.DataFrame, band: str = "sd", n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """The members' mi tables averaged over seeds (`aggregate_over_seeds`), lower bounds included.
+
+    Returns one row per (method, noise_var, layer, layer_index, epoch, step) with n_seeds and,
+    for each of i_xt_bits, i_ty_bits (and i_xt_lower_bits, i_ty_bd_bits when any row has
+    them): `_mean`, `_sd`, `_lo`, `_hi` (bits), plus `ceiling_bits`.
+
+    Raises:
+        UserError: the members' settings of one method differ (`check_same_settings`).
+    """
+    check_same_settings(mi)
+    values = ["i_xt_bits", "i_ty_bits"]
+    values += [c for c in ("i_xt_lower_bits", "i_ty_bd_bits") if c in mi.columns and mi[c].notna().any()]
+    table = mi.copy()
+    if "noise_var" in table.columns and table["noise_var"].isna().all():
+        table = table.drop(columns="noise_var")
+    out = aggregate_over_seeds(table, band=band, n_boot=n_boot, seed=seed, values=values)
+    if "ceiling_bits" in mi.columns:
+        out["ceiling_bits"] = float(mi["ceiling_bits"].max())
+    return out
+
+
+def compression_summary(agg: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, noise_var, layer): where mean I(X;T) peaks and how far it falls after.
+
+    Columns: method, noise_var, layer, layer_index, first_i_xt_bits (first record),
+    peak_epoch, peak_i_xt_bits, rise_bits (peak - first), last_epoch, last_i_xt_bits,
+    fall_bits (peak - last, >= 0), fall_sd_bits (sd over seeds at the last epoch, for
+    scale), i_ty_first_bits, i_ty_last_bits (mean I(T;Y) at the first and last record),
+    at_ceiling (the mean never leaves log2 N by more than 0.05 bits: every probe input
+    has its own pattern at every epoch, so this layer says nothing about compression).
+    """
+    keys = [k for k in ("method", "noise_var", "layer", "layer_index") if k in agg.columns]
+    rows = []
+    for key, g in agg.groupby(keys, dropna=False, sort=True):
+        g = g.sort_values("step")
+        i = int(np.argmax(g["i_xt_bits_mean"].to_numpy()))
+        peak, last = g.iloc[i], g.iloc[-1]
+        ceiling = float(g["ceiling_bits"].max()) if "ceiling_bits" in g.columns else math.inf
+        rows.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))),
+                     "first_i_xt_bits": float(g.iloc[0]["i_xt_bits_mean"]),
+                     "peak_epoch": float(peak["epoch"]), "peak_i_xt_bits": float(peak["i_xt_bits_mean"]),
+                     "rise_bits": float(peak["i_xt_bits_mean"] - g.iloc[0]["i_xt_bits_mean"]),
+                     "last_epoch": float(last["epoch"]), "last_i_xt_bits": float(last["i_xt_bits_mean"]),
+                     "fall_bits": float(peak["i_xt_bits_mean"] - last["i_xt_bits_mean"]),
+                     "fall_sd_bits": float(last["i_xt_bits_sd"]) if pd.notna(last["i_xt_bits_sd"]) else math.nan,
+                     "i_ty_first_bits": float(g.iloc[0]["i_ty_bits_mean"]), "i_ty_last_bits": float(last["i_ty_bits_mean"]),
+                     "at_ceiling": bool(g["i_xt_bits_mean"].min() >= ceiling - 0.05)})
+    return pd.DataFrame(rows)

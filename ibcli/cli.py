@@ -1,7 +1,13 @@
-"""The `ibcli` command line: thin commands that parse options, call one function, print."""
+"""The `ibcli` command line: thin commands that parse options, call one stage, print.
+
+The only module that knows Typer; nothing imports it. The stages (and torch, mlflow)
+are imported inside each command, deliberately: `ibcli --help` and a mistyped option
+answer at once instead of after seconds of imports.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 import shlex
 import signal
@@ -12,10 +18,16 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer._click.exceptions import UsageError  # Typer vendors click; its errors live here
+from rich.markup import escape
 
+from ibcli.datasets import DATASETS
+from ibcli.devices import DEVICES
 from ibcli.errors import UserError
+from ibcli.estimators import registry
+from ibcli.estimators.errors import EstimatorInputError
+from ibcli.models import ACTIVATIONS, MODEL_ALIASES, MODELS, OPTIMIZERS
 from ibcli.progress import stderr
+
 
 app = typer.Typer(
     help="Information-plane analysis of neural networks: train -> mi -> plot, each stage an MLflow run.",
@@ -25,64 +37,21 @@ app = typer.Typer(
 )
 
 
-class Model(str, Enum):
-    mlp = "mlp"
-    cnn = "cnn"
-    ib = "ib"
-    tishby = "tishby"
+def _choices(name: str, values) -> type[Enum]:
+    """A str Enum of `values` (how Typer shows and checks choices)."""
+    return Enum(name, {v: v for v in values}, type=str)
 
 
-class Dataset(str, Enum):
-    mnist = "mnist"
-    ib12 = "ib12"
-
-
-class Activation(str, Enum):
-    tanh = "tanh"
-    relu = "relu"
-    sigmoid = "sigmoid"
-    elu = "elu"
-
-
-class Optimizer(str, Enum):
-    sgd = "sgd"
-    adam = "adam"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class ProbeSplit(str, Enum):
-    test = "test"
-    train = "train"
-    all = "all"
-
-
-class Method(str, Enum):
-    binning = "binning"
-    kde = "kde"
-    kraskov = "kraskov"
-    ksg = "ksg"
-    mine = "mine"
-
-
-class BinningStrategy(str, Enum):
-    uniform = "uniform"
-    adaptive = "adaptive"
-
-
-class Band(str, Enum):
-    sd = "sd"
-    bootstrap = "bootstrap"
-
-
-class DType(str, Enum):
-    float32 = "float32"
-    float16 = "float16"
-
+Model = _choices("Model", (*MODELS, *MODEL_ALIASES))
+Dataset = _choices("Dataset", DATASETS)
+Activation = _choices("Activation", ACTIVATIONS)
+Optimizer = _choices("Optimizer", OPTIMIZERS)
+Device = _choices("Device", DEVICES)
+ProbeSplit = _choices("ProbeSplit", ("test", "train", "all"))
+DType = _choices("DType", ("float32", "float16"))
+Method = _choices("Method", (*registry.METHODS, *registry.ALIASES))
+Band = _choices("Band", ("sd", "bootstrap"))
+Paper = _choices("Paper", ("tishby", "saxe"))
 
 TrackingUri = Annotated[
     Optional[str],
@@ -101,40 +70,59 @@ def fail(message: str) -> None:
 @contextmanager
 def user_errors():
     """Turn errors a user can cause into one line and exit code 2."""
-    from ibcli.estimators.errors import EstimatorInputError
-
     try:
         yield
     except (UserError, EstimatorInputError) as exc:
         fail(str(exc))
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
+def _value(v):
+    """An option's value as the stages take it (enum members as their strings, paths as str)."""
+    if isinstance(v, Enum):
+        return v.value
+    if isinstance(v, Path):
+        return str(v)
+    return v
+
+
+def _explicit(ctx: typer.Context) -> set[str]:
+    """The options the user typed (so --resume and sweeps can tell defaults from choices)."""
+    return {name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"}
+
+
+def _print_summary(summary: dict, json_out: bool, quiet: bool) -> None:
+    if json_out:
+        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+    elif not quiet:
+        stderr.print_json(json.dumps(summary, default=str))
 
 
 # ---------------------------------------------------------------------------- train
+# Options of `ibcli train` that are about the command, not the run.
+TRAIN_COMMAND_OPTIONS = ("resume", "run_name", "tracking_uri", "json_out", "quiet")
+
+
 @app.command()
 def train(
     ctx: typer.Context,
-    model: Annotated[Model, typer.Option(help="Network: mlp (784-1024-20-20-20-20-10), cnn, or ib/tishby (12-10-7-5-4-3-2).")] = Model.mlp,
-    dataset: Annotated[Dataset, typer.Option(help="mnist, or ib12: the 12-bit task of Shwartz-Ziv & Tishby (shipped, offline).")] = Dataset.mnist,
-    activation: Annotated[Activation, typer.Option(help="Hidden-layer nonlinearity.")] = Activation.tanh,
-    optimizer: Annotated[Optimizer, typer.Option(help="sgd (with --momentum) or adam.")] = Optimizer.adam,
+    model: Annotated[Model, typer.Option(help="Network: mlp (784-1024-20-20-20-20-10), cnn, or ib/tishby (12-10-7-5-4-3-2).")] = "mlp",
+    dataset: Annotated[Dataset, typer.Option(help="mnist, fashion-mnist, cifar10, or ib12: the 12-bit task of Shwartz-Ziv & Tishby (shipped, offline).")] = "mnist",
+    activation: Annotated[Activation, typer.Option(help="Hidden-layer nonlinearity.")] = "tanh",
+    optimizer: Annotated[Optimizer, typer.Option(help="sgd (with --momentum) or adam.")] = "adam",
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
     momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
     weight_decay: Annotated[float, typer.Option(help="L2 weight decay.")] = 0.0,
     epochs: Annotated[int, typer.Option(help="Epochs to train (with --resume: the new total).")] = 20,
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 128,
-    device: Annotated[Device, typer.Option(help="auto = cuda when available, else cpu.")] = Device.auto,
+    device: Annotated[Device, typer.Option(help="auto = cuda when available, else cpu.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for init, shuffling and splits.")] = 0,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Holds MNIST/raw/ (default: $IBCLI_DATA_DIR, else ./data).")] = None,
-    train_fraction: Annotated[Optional[float], typer.Option(help="MNIST: keep this prefix of the train set; ib12: train share of the split (default 0.85).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Holds the datasets in torchvision's layout, e.g. MNIST/raw/ (default: $IBCLI_DATA_DIR, else ./data).")] = None,
+    train_fraction: Annotated[Optional[float], typer.Option(help="Image datasets: keep this prefix of the train set; ib12: train share of the split (default 0.85).")] = None,
     probe_split: Annotated[Optional[ProbeSplit], typer.Option(help="Where the probe set comes from (default: test; all for ib12).")] = None,
     probe_size: Annotated[Optional[int], typer.Option(help="Probe samples (default: the whole split).")] = None,
     log_epochs: Annotated[str, typer.Option(help="Epochs to record: all, every:K, log[:N] (N log-spaced, default 30), none, or 1,2,5.")] = "log:30",
     log_steps: Annotated[str, typer.Option(help="Also record at optimizer steps: none, log:N[:E] (N log-spaced steps in the first E epochs), or 1,2,5.")] = "none",
-    activation_dtype: Annotated[DType, typer.Option(help="dtype of stored activations.")] = DType.float32,
+    activation_dtype: Annotated[DType, typer.Option(help="dtype of stored activations.")] = "float32",
     grad_stats: Annotated[bool, typer.Option(help="Per-layer gradient mean/std norms and SNR each epoch.")] = True,
     resume: Annotated[Optional[str], typer.Option(help="Continue this killed or finished train run from its last checkpoint, in the same MLflow run (only --epochs, --device and --data-dir may change).")] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "ibcli",
@@ -148,73 +136,75 @@ def train(
     Example: [bold]ibcli train --model mlp --data-dir ../shared/data --epochs 20[/]
     (continue it later with [bold]ibcli train --resume 3f2a --epochs 40[/])
     """
-    from ibcli.train_stage import run_train
+    from ibcli.stages.train import run_train
 
-    options = dict(
-        model=model.value, dataset=dataset.value, activation=activation.value, optimizer=optimizer.value,
-        lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size,
-        device=device.value, seed=seed, train_fraction=train_fraction,
-        probe_split=probe_split.value if probe_split else None, probe_size=probe_size,
-        log_epochs=log_epochs, log_steps=log_steps, activation_dtype=activation_dtype.value,
-        grad_stats=grad_stats, experiment=experiment,
-        data_dir=str(data_dir) if data_dir is not None else None,
-    )
-    explicit = _explicit_params(ctx)
+    options = {k: _value(v) for k, v in ctx.params.items() if k not in TRAIN_COMMAND_OPTIONS}
     with user_errors():
-        summary = run_train(options, explicit, resume, run_name, tracking_uri, quiet)
+        summary = run_train(options, _explicit(ctx), resume, run_name, tracking_uri, quiet)
     _print_summary(summary, json_out, quiet)
     if summary.get("status") == "KILLED":
         raise typer.Exit(130)
 
 
-def _explicit_params(ctx: typer.Context) -> set[str]:
-    """The options the user typed (so --resume can tell defaults from choices)."""
-    return {name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"}
-
-
-def _print_summary(summary: dict, json_out: bool, quiet: bool) -> None:
-    if json_out:
-        sys.stdout.write(json.dumps(summary, default=str) + "\n")
-    elif not quiet:
-        stderr.print_json(json.dumps(summary, default=str))
-
-
 # ---------------------------------------------------------------------------- mi
-@app.command()
+def _method_options() -> list[inspect.Parameter]:
+    """One option per estimator parameter of the registry (shared ones once), default None:
+    the stage fills in the method's own default, and an option the method does not take is an error."""
+    out = []
+    for name, (p, methods) in registry.all_params().items():
+        shown = ", ".join(map(str, p.default)) if isinstance(p.default, tuple) else p.default
+        text = escape(f"{'/'.join(methods)}: {p.help}" + ("" if p.default is None else f" [default: {shown}]"))
+        if p.choices:
+            kind = _choices(name.title().replace("_", ""), p.choices)
+        else:
+            kind = p.type
+        decls = (f"{p.flag}/--no-{p.flag[2:]}",) if p.type is bool else (p.flag,)
+        annotation = Optional[list[kind]] if p.multiple else Optional[kind]
+        out.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                     annotation=Annotated[annotation, typer.Option(*decls, help=text, show_default=False)]))
+    return out
+
+
 def mi(
+    ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help="Train run id (or unique prefix); a sweep id runs it on every member.")],
-    method: Annotated[Method, typer.Option(help="Estimator: binning, kde, kraskov (alias ksg) or mine.")] = Method.binning,
-    bins: Annotated[int, typer.Option(help="binning: number of bins per unit.")] = 30,
-    binning: Annotated[BinningStrategy, typer.Option(help="binning: equal-width (uniform) or equal-mass (adaptive) bins.")] = BinningStrategy.uniform,
-    noise_var: Annotated[Optional[list[float]], typer.Option(help="kde/kraskov/mine: variance s2 of the added Gaussian noise; repeat for a sweep.")] = None,
-    k: Annotated[int, typer.Option(help="kraskov: neighbours.")] = 3,
-    mine_steps: Annotated[int, typer.Option(help="mine: training steps.")] = 1000,
-    mine_batch_size: Annotated[int, typer.Option(help="mine: batch size.")] = 512,
-    mine_hidden: Annotated[int, typer.Option(help="mine: statistics-network width.")] = 128,
-    mine_lr: Annotated[float, typer.Option(help="mine: Adam learning rate.")] = 1e-3,
+    method: Annotated[Method, typer.Option(help="Estimator: " + "; ".join(f"{e.name}: {e.title}" for e in registry.ESTIMATORS) + ".")] = "binning",
     layers: Annotated[Optional[list[str]], typer.Option("--layer", help="Only these layers (repeatable).")] = None,
-    epochs: Annotated[Optional[list[float]], typer.Option("--epoch", help="Only these recorded epochs (repeatable); bin edges still span all epochs.")] = None,
-    device: Annotated[Device, typer.Option(help="mine: torch device.")] = Device.auto,
-    seed: Annotated[int, typer.Option(help="Seed for the added noise and MINE.")] = 0,
+    epochs: Annotated[Optional[list[float]], typer.Option("--epoch", help="Only these recorded epochs (repeatable); binning edges still span all epochs.")] = None,
+    device: Annotated[Device, typer.Option(help="Torch device of the methods that use one (auto = cuda when available).")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of every random draw (added noise, MINE's training); each record adds its step.")] = 0,
     tracking_uri: TrackingUri = None,
     json_out: JsonOut = False,
     quiet: Quiet = False,
+    **method_params,
 ):
     """Estimate I(X;T) and I(T;Y) for every recorded (epoch, layer) of a train run.
 
     Example: [bold]ibcli mi 3f2a --method kde --noise-var 0.1 --noise-var 0.01[/]
     """
-    from ibcli.analysis import MiOptions, run_mi
+    from ibcli.stages.mi import run_mi
 
-    options = MiOptions(
-        method=method.value, bins=bins, binning=binning.value, noise_vars=tuple(noise_var or (0.1,)), k=k,
-        mine_steps=mine_steps, mine_batch_size=mine_batch_size, mine_hidden=mine_hidden, mine_lr=mine_lr,
-        layers=tuple(layers or ()), epochs=tuple(epochs or ()), device=device.value, seed=seed,
-    )
     with user_errors():
-        summary = run_mi(run_id, options, tracking_uri, quiet=quiet)
+        estimator = registry.get(_value(method))
+        own = {p.name for p in estimator.params}
+        given = {k: _value(v) for k, v in method_params.items() if v is not None and v != []}
+        stray = sorted(set(given) - own)
+        if stray:
+            users = registry.all_params()[stray[0]][1]
+            raise UserError(f"--{stray[0].replace('_', '-')} is an option of {'/'.join(users)}, not of --method {estimator.name}")
+        given = {k: tuple(map(_value, v)) if isinstance(v, list) else v for k, v in given.items()}
+        summary = run_mi(run_id, estimator.name, given, layers=tuple(layers or ()), epochs=tuple(epochs or ()),
+                         seed=seed, device=_value(device), tracking_uri=tracking_uri, quiet=quiet)
     if json_out:
         sys.stdout.write(json.dumps(summary, default=str) + "\n")
+
+
+# The estimators' parameters become options of `ibcli mi`: a new method adds its own.
+mi.__signature__ = inspect.Signature(
+    [p for p in inspect.signature(mi, eval_str=True).parameters.values() if p.kind != p.VAR_KEYWORD] + _method_options()
+)
+mi.__annotations__ = {p.name: p.annotation for p in mi.__signature__.parameters.values()}
+app.command()(mi)
 
 
 # ---------------------------------------------------------------------------- plot
@@ -232,10 +222,10 @@ def plot(
 
     Example: [bold]ibcli plot 3f2a --output figures/[/]
     """
-    from ibcli.plot_stage import run_plot
+    from ibcli.stages.plot import run_plot
 
     with user_errors():
-        summary = run_plot(run_id, list(mi_run or []), output, tracking_uri, band=Band(band).value)
+        summary = run_plot(run_id, list(mi_run or []), output, tracking_uri, band=_value(band))
     if json_out:
         sys.stdout.write(json.dumps(summary, default=str) + "\n")
     elif not quiet:
@@ -244,6 +234,32 @@ def plot(
 
 
 # ---------------------------------------------------------------------------- sweep
+def parse_train_args(args: list[str]) -> dict:
+    """Forwarded `ibcli train` options, parsed by train's own parser (so a typo fails at once).
+
+    Returns {option name: value} of the options given (enums as strings, paths as str).
+
+    Raises:
+        UserError: an option train does not know or a bad value, an option that belongs to
+            the sweep itself (--seed, --resume, --run-name, ...), or a positional argument.
+    """
+    train_cmd = typer.main.get_command(app).commands["train"]
+    try:
+        ctx = train_cmd.make_context("ibcli sweep", list(args), resilient_parsing=False)
+    except typer.TyperException as exc:
+        raise UserError(f"{exc.format_message()} (a sweep takes `ibcli train`'s options, see `ibcli train --help`)") from None
+    if ctx.args:
+        raise UserError(f"unexpected argument {ctx.args[0]!r}: a sweep takes options only")
+    explicit = _explicit(ctx)
+    for name in ("seed", "resume", *TRAIN_COMMAND_OPTIONS):
+        if name in explicit:
+            flag = "--" + ("json" if name == "json_out" else name.replace("_", "-"))
+            why = {"seed": "use --seeds", "resume": "use a sweep of its own"}.get(
+                name, "give it to `ibcli sweep` itself, before the train options")
+            raise UserError(f"{flag} is set by the sweep for each member: {why}")
+    return {k: _value(v) for k, v in ctx.params.items() if k in explicit}
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def sweep(
     ctx: typer.Context,
@@ -261,25 +277,53 @@ def sweep(
 
     Example: [bold]ibcli sweep --seeds 0-9 --jobs 2 --dataset ib12 --model ib --epochs 2000 --log-epochs log:40[/]
     """
-    from ibcli.sweep import run_sweep
+    from ibcli.stages.sweep import SweepFailed, SweepInterrupted, run_sweep
 
-    summary = None
     try:
         with user_errors():
             try:
-                summary = run_sweep(list(ctx.args), seeds, jobs, threads, run_name, tracking_uri, quiet)
-            except UserError as exc:
-                summary = getattr(exc, "summary", None)
-                if summary is not None and json_out:
-                    sys.stdout.write(json.dumps(summary, default=str) + "\n")
+                summary = run_sweep(parse_train_args(ctx.args), seeds, jobs, threads, run_name, tracking_uri, quiet)
+            except SweepFailed as exc:
+                if json_out:
+                    sys.stdout.write(json.dumps(exc.summary, default=str) + "\n")
                 raise
-    except KeyboardInterrupt as exc:
-        summary = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else None
-        if summary is not None and json_out:
-            sys.stdout.write(json.dumps(summary, default=str) + "\n")
+    except SweepInterrupted as exc:
+        if json_out:
+            sys.stdout.write(json.dumps(exc.args[0], default=str) + "\n")
         stderr.print("[yellow]sweep interrupted:[/] running members were stopped and keep their records", highlight=False)
         raise typer.Exit(130)
     _print_summary(summary, json_out, quiet)
+
+
+# ---------------------------------------------------------------------------- reproduce
+@app.command()
+def reproduce(
+    paper: Annotated[Paper, typer.Argument(help="tishby: Shwartz-Ziv & Tishby (2017), binning; saxe: Saxe et al. (2018), tanh vs ReLU, binning and KDE.")],
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the figures and summary.txt (default results/PAPER).")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Seeds (tishby 0-7, saxe 0-3).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs per run [2000].")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate [0.003].")] = None,
+    optimizer: Annotated[Optional[Optimizer], typer.Option(help="Optimizer [adam].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Mini-batch size [512].")] = None,
+    records: Annotated[Optional[int], typer.Option(help="Log-spaced recorded epochs (tishby 40, saxe 30).")] = None,
+    bins: Annotated[Optional[int], typer.Option(help="Binning: bins [30].")] = None,
+    noise_var: Annotated[Optional[float], typer.Option(help="KDE noise variance s2 [0.001, as Saxe et al.'s code].")] = None,
+    jobs: Annotated[Optional[int], typer.Option(help="Train runs at a time [2].")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Torch threads per run [1].")] = None,
+    band: Annotated[Optional[Band], typer.Option(help="Band around the mean over seeds [sd].")] = None,
+    tracking_uri: TrackingUri = None,
+    quiet: Quiet = False,
+):
+    """Reproduce an information-plane paper on the 12-bit task: a sweep, mi and averaged figures.
+
+    Example: [bold]ibcli reproduce tishby --seeds 0-9 --epochs 4000[/]
+    """
+    from ibcli.stages.reproduce import run_reproduce
+
+    overrides = dict(seeds=seeds, epochs=epochs, lr=lr, optimizer=_value(optimizer), batch_size=batch_size,
+                     records=records, bins=bins, noise_var=noise_var, jobs=jobs, threads=threads, band=_value(band))
+    with user_errors():
+        run_reproduce(_value(paper), overrides, out, tracking_uri, quiet)
 
 
 # ---------------------------------------------------------------------------- browse
@@ -293,7 +337,7 @@ def runs(
 
     Example: [bold]ibcli runs --limit 10[/]
     """
-    from ibcli.browse import list_runs, print_runs
+    from ibcli.stages.browse import list_runs, print_runs
 
     with user_errors():
         rows = list_runs(tracking_uri, limit=limit)
@@ -313,7 +357,7 @@ def show(
 
     Example: [bold]ibcli show 3f2a --json[/]
     """
-    from ibcli.browse import describe_run, print_run
+    from ibcli.stages.browse import describe_run, print_run
 
     with user_errors():
         info = describe_run(run_id, tracking_uri)
@@ -334,7 +378,7 @@ def ui(
 
     Example: [bold]ibcli ui --port 5001[/], then open http://127.0.0.1:5001
     """
-    from ibcli.browse import exec_ui, ui_command
+    from ibcli.stages.browse import exec_ui, ui_command
 
     with user_errors():
         command = ui_command(tracking_uri, host, port)
@@ -345,13 +389,18 @@ def ui(
     exec_ui(command)
 
 
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: usage errors become one line and exit code 2."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="ibcli")
-    except UsageError as exc:
-        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+    except typer.TyperException as exc:  # click's usage errors (bad option, bad value, missing argument)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         message = exc.format_message().replace("Value error, ", "")  # Typer's prefix on a bad choice
         stderr.print(f"[bold red]error:[/] {message}{hint}", highlight=False, soft_wrap=True)
         return 2

@@ -11,11 +11,30 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from ibcli.estimators import registry
+from ibcli.estimators.errors import EstimatorInputError
+
 
 def estimator_label(row) -> str:
-    """"kde (s2=0.1)" for methods with added noise, else the method name."""
-    nv = row["noise_var"] if "noise_var" in row else None
-    return row["method"] if nv is None or pd.isna(nv) else f"{row['method']} (s2={nv:g})"
+    """The method's own label of this row's setting (e.g. "kde (s2=0.1)", "renyi (α=2)")."""
+    row = dict(row)
+    try:
+        return registry.get(row["method"]).label(row)
+    except EstimatorInputError:  # a table from a method this version does not know
+        return str(row["method"])
+
+
+def quantity(method: str) -> tuple[str, str]:
+    """The axis names of a method's plane: ("I(X;T)", "I(T;Y)"), or the Rényi ones for renyi."""
+    try:
+        return registry.get(method).quantity
+    except EstimatorInputError:
+        return ("I(X;T)", "I(T;Y)")
+
+
+def _quantities(df: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """{estimator label: axis names} for the labelled table `df`."""
+    return {est: quantity(m) for est, m in df.groupby("estimator", sort=False)["method"].first().items()}
 
 
 def _with_labels(mi: pd.DataFrame) -> pd.DataFrame:
@@ -24,7 +43,7 @@ def _with_labels(mi: pd.DataFrame) -> pd.DataFrame:
     return mi.sort_values(["estimator", "layer_index", "step"])
 
 
-def information_plane(mi: pd.DataFrame, title: str = "Information plane") -> go.Figure:
+def _by_method(mi: pd.DataFrame, title: str) -> go.Figure:
     """One panel per estimator: each layer's trajectory in (I(X;T), I(T;Y)), bits.
 
     Marker colour is the epoch (shared colour bar); hover shows layer, epoch, step and both values.
@@ -32,6 +51,7 @@ def information_plane(mi: pd.DataFrame, title: str = "Information plane") -> go.
     """
     mi = _with_labels(mi)
     estimators = list(dict.fromkeys(mi["estimator"]))
+    names = _quantities(mi)
     fig = make_subplots(rows=1, cols=len(estimators), subplot_titles=estimators, horizontal_spacing=0.06)
     emax = max(float(mi["epoch"].max()), 1e-9)
     for col, est in enumerate(estimators, start=1):
@@ -46,19 +66,141 @@ def information_plane(mi: pd.DataFrame, title: str = "Information plane") -> go.
                             showscale=col == len(estimators), colorbar=dict(title="epoch")),
                 customdata=np.stack([g["epoch"], g["step"]], axis=1),
                 hovertemplate=f"{name}<br>epoch %{{customdata[0]:.3g}} (step %{{customdata[1]}})"
-                              "<br>I(X;T) %{x:.3f} bits<br>I(T;Y) %{y:.3f} bits<extra>" + est + "</extra>",
+                              f"<br>{names[est][0]} %{{x:.3f}} bits<br>{names[est][1]} %{{y:.3f}} bits<extra>" + est + "</extra>",
             ), row=1, col=col)
-        fig.update_xaxes(title_text="I(X;T) [bits]", row=1, col=col)
-        fig.update_yaxes(title_text="I(T;Y) [bits]" if col == 1 else None, row=1, col=col)
+        fig.update_xaxes(title_text=f"{names[est][0]} [bits]", row=1, col=col)
+        fig.update_yaxes(title_text=f"{names[est][1]} [bits]", row=1, col=col)
     fig.update_layout(title=title, height=520, width=max(560, 480 * len(estimators)))
     return fig
+
+
+# Colour per method, the same in every figure; sp, the Monte Carlo reference, is black.
+METHOD_COLOURS = {"sp": "#000000", "kde": "#1f77b4", "kraskov": "#ff7f0e", "mine": "#2ca02c", "binning": "#9467bd",
+                  "renyi": "#8c564b"}
+
+
+def _colour(method: str, i: int) -> str:
+    return METHOD_COLOURS.get(method, qualitative.D3[(i + 6) % len(qualitative.D3)])
+
+
+def _column(g: pd.DataFrame, name: str) -> np.ndarray:
+    """Column `name` of `g` as float64 (all NaN when the table lacks it)."""
+    return g[name].to_numpy(dtype="float64", na_value=np.nan) if name in g.columns else np.full(len(g), np.nan)
+
+
+def error_bars(g: pd.DataFrame, axis: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """(plus, minus, what) of the uncertainty around one axis's values (axis "xt" or "ty"), bits.
+
+    kde: the bracket between the KL value (plotted) and the Bhattacharyya one; a method with a
+    standard error (sp): ±1.96 se, a 95 % interval; a spread over repeats (kraskov's noise
+    draws, mine's seeds): ±1 sd. Zeros where a point has none.
+    """
+    value = _column(g, f"i_{axis}_bits")
+    other = _column(g, "i_xt_lower_bits" if axis == "xt" else "i_ty_bd_bits")
+    se, sd = _column(g, f"i_{axis}_se_bits"), _column(g, f"i_{axis}_sd_bits")
+    plus, minus = np.zeros(len(g)), np.zeros(len(g))
+    if np.isfinite(other).any():
+        plus, minus = np.clip(other - value, 0, None), np.clip(value - other, 0, None)
+        what = "KL to Bhattacharyya bracket"
+    elif np.isfinite(sd).any():
+        plus = minus = sd
+        what = "±1 sd over repeats"
+    elif np.isfinite(se).any():
+        plus = minus = 1.96 * se
+        what = "95 % interval (±1.96 se)"
+    else:
+        what = ""
+    return np.nan_to_num(plus), np.nan_to_num(minus), what
+
+
+def flagged(g: pd.DataFrame) -> np.ndarray:
+    """Boolean mask of the rows whose `flag` says not to read them as plain estimates."""
+    if "flag" not in g.columns:
+        return np.zeros(len(g), dtype=bool)
+    return g["flag"].fillna("").astype(str).str.len().to_numpy() > 0
+
+
+def information_plane(mi: pd.DataFrame, title: str = "Information plane") -> go.Figure:
+    """Every method of a run together: one panel per layer with shared axes, each method's
+    trajectory in (I(X;T), I(T;Y)) bits over the epochs, with its uncertainty.
+
+    sp (the Monte Carlo reference of the noisy plane) is drawn black and thick; kde as a bracket
+    from its KL to its Bhattacharyya value; kraskov and mine with ±1 sd bars over their repeats;
+    flagged points (`flag` column) as grey crosses outside the line, never as plain points.
+    Marker size grows with the epoch; hover gives epoch, values and the flag. A Rényi method's
+    values are I_α and say so in its legend entry.
+
+    mi: the mi tables of a run (columns epoch, step, layer, layer_index, method, i_xt_bits,
+    i_ty_bits and whatever uncertainty columns the methods wrote).
+    """
+    mi = _with_labels(mi)
+    layers = list(dict.fromkeys(mi.sort_values("layer_index")["layer"]))
+    cols = min(3, len(layers))
+    rows = -(-len(layers) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=layers, shared_xaxes="all", shared_yaxes="all",
+                        horizontal_spacing=0.05, vertical_spacing=0.08 if rows > 1 else 0.1)
+    emax = max(float(mi["epoch"].max()), 1e-9)
+    estimators = list(dict.fromkeys(mi.sort_values(["method", "estimator"])["estimator"]))
+    line_legend: set[str] = set()  # one legend entry per method (and one for its flagged points)
+    flag_legend: set[str] = set()
+    for i, est in enumerate(estimators):
+        sub = mi[mi["estimator"] == est]
+        method = sub["method"].iloc[0]
+        qx, qy = quantity(method)
+        name = est if (qx, qy) == ("I(X;T)", "I(T;Y)") else f"{est}: {qx}, {qy}"
+        colour, ref = _colour(method, i), method == "sp"
+        for j, layer in enumerate(layers):
+            g = sub[sub["layer"] == layer].sort_values("step")
+            if not len(g):
+                continue
+            r, c = j // cols + 1, j % cols + 1
+            bad = flagged(g)
+            ok, off = g[~bad], g[bad]
+            xp, xm, xwhat = error_bars(ok, "xt")
+            yp, ym, ywhat = error_bars(ok, "ty")
+            size = 5 + 7 * ok["epoch"].to_numpy(dtype=float) / emax
+            fig.add_trace(go.Scatter(
+                x=ok["i_xt_bits"], y=ok["i_ty_bits"], mode="lines+markers", name=name, legendgroup=est,
+                showlegend=est not in line_legend and len(ok) > 0, line=dict(color=colour, width=3 if ref else 1.5),
+                marker=dict(color=colour, size=size),
+                error_x=dict(type="data", symmetric=False, array=xp, arrayminus=xm, color=colour, thickness=1, width=0),
+                error_y=dict(type="data", symmetric=False, array=yp, arrayminus=ym, color=colour, thickness=1, width=0),
+                customdata=np.stack([ok["epoch"], ok["step"]], axis=1),
+                hovertemplate=f"{layer}, epoch %{{customdata[0]:.4g}} (step %{{customdata[1]}})<br>{qx} %{{x:.3f}} bits"
+                              f"<br>{qy} %{{y:.3f}} bits" + (f"<br>bars: {xwhat}" if xwhat else "") + f"<extra>{est}</extra>",
+            ), row=r, col=c)
+            if len(ok):
+                line_legend.add(est)
+            if len(off):
+                fig.add_trace(go.Scatter(
+                    x=off["i_xt_bits"], y=off["i_ty_bits"], mode="markers", name=f"{est}: flagged",
+                    legendgroup=f"{est} flagged", showlegend=est not in flag_legend,
+                    marker=dict(symbol="x-thin-open", color="#7f7f7f", size=9, line=dict(width=2, color=colour)),
+                    customdata=np.stack([off["epoch"], off["flag"].astype(str)], axis=1),
+                    hovertemplate=f"{layer}, epoch %{{customdata[0]}}: FLAGGED %{{customdata[1]}}<br>{qx} %{{x:.3f}} bits"
+                                  f"<br>{qy} %{{y:.3f}} bits<extra>{est}</extra>",
+                ), row=r, col=c)
+                flag_legend.add(est)
+    for j in range(len(layers)):
+        r, c = j // cols + 1, j % cols + 1
+        fig.update_xaxes(title_text="I(X;T) [bits]" if r == rows else None, row=r, col=c)
+        fig.update_yaxes(title_text="I(T;Y) [bits]" if c == 1 else None, row=r, col=c)
+    fig.update_layout(title=title, height=120 + 380 * rows, width=max(640, 420 * cols + 240),
+                      legend=dict(title="method (bars: uncertainty)"))
+    return fig
+
+
+def information_plane_by_method(mi: pd.DataFrame, title: str = "Information plane by method") -> go.Figure:
+    """One panel per method: each layer's trajectory in (I(X;T), I(T;Y)) bits, marker colour = epoch."""
+    return _by_method(mi, title)
 
 
 def mi_per_epoch(mi: pd.DataFrame, title: str = "Mutual information per epoch") -> go.Figure:
     """I(X;T) (left) and I(T;Y) (right) against epoch, one line per layer, one row per estimator."""
     mi = _with_labels(mi)
     estimators = list(dict.fromkeys(mi["estimator"]))
-    titles = [f"{e}: {q}" for e in estimators for q in ("I(X;T)", "I(T;Y)")]
+    names = _quantities(mi)
+    titles = [f"{e}: {q}" for e in estimators for q in names[e]]
     fig = make_subplots(rows=len(estimators), cols=2, subplot_titles=titles, vertical_spacing=0.12 / max(1, len(estimators) - 1) if len(estimators) > 1 else 0.1)
     for r, est in enumerate(estimators, start=1):
         sub = mi[mi["estimator"] == est]
@@ -185,8 +327,9 @@ def information_plane_mean_grid(aggs: dict, title: str = "Information plane, mea
             for i, (_, g) in enumerate(sub.groupby("layer_index", sort=True)):
                 _plane_mean_traces(fig, g, i, f"{label} {est}".strip(), emax, r, col,
                                    showlegend=r == 1 and col == 1, showscale=r == 1 and col == len(estimators))
-            fig.update_xaxes(title_text="I(X;T) [bits]" if r == len(labels) else None, showticklabels=True, row=r, col=col)
-            fig.update_yaxes(title_text="I(T;Y) [bits]" if col == 1 else None, row=r, col=col)
+            qx, qy = quantity(sub["method"].iloc[0]) if len(sub) else ("I(X;T)", "I(T;Y)")
+            fig.update_xaxes(title_text=f"{qx} [bits]" if r == len(labels) else None, showticklabels=True, row=r, col=col)
+            fig.update_yaxes(title_text=f"{qy} [bits]" if col == 1 else None, row=r, col=col)
     fig.update_layout(title=title, height=max(540, 480 * len(labels) + 60), width=max(600, 500 * len(estimators)))
     return fig
 
@@ -209,7 +352,8 @@ def mi_per_epoch_mean(agg: pd.DataFrame, title: str = "Mutual information per ep
     filled band (*_lo to *_hi), one row per estimator; a button switches the epoch axis to log."""
     agg = _agg_with_labels(agg)
     estimators = list(dict.fromkeys(agg["estimator"]))
-    titles = [f"{e}: {q}" for e in estimators for q in ("I(X;T)", "I(T;Y)")]
+    names = _quantities(agg)
+    titles = [f"{e}: {q}" for e in estimators for q in names[e]]
     fig = make_subplots(rows=len(estimators), cols=2, subplot_titles=titles,
                         vertical_spacing=0.12 / max(1, len(estimators) - 1) if len(estimators) > 1 else 0.1)
     for r, est in enumerate(estimators, start=1):

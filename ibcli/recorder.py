@@ -13,9 +13,10 @@ import threading
 import numpy as np
 
 from ibcli import activations as act
+from ibcli.errors import UserError
 
 
-class NonFiniteRecord(Exception):
+class NonFiniteRecord(UserError):
     """A record's activations hold NaN or inf: training diverged; the record is not written."""
 
 

@@ -1,9 +1,10 @@
-"""The MLflow store: where runs live, how they are created, found and linked.
+"""The MLflow store: where runs live, how they are created, found, linked and ended.
 
 Default store: a SQLite database `runs/mlflow.db` with artifacts under `runs/artifacts/`
 (relative to the working directory). `--tracking-uri` or `MLFLOW_TRACKING_URI` points at
 any MLflow server instead. mi and plot runs are children of their train run (MLflow's
-`mlflow.parentRunId` tag) and every run carries an `ibcli.stage` tag.
+`mlflow.parentRunId` tag) and every run carries an `ibcli.stage` tag. `Store.tracked`
+is the one place a run is ended: FINISHED, KILLED (interrupted) or FAILED with the reason.
 """
 
 from __future__ import annotations
@@ -12,11 +13,19 @@ import functools
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from urllib.parse import urlparse
+
+import mlflow
+from filelock import FileLock, Timeout
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, ViewType
+from mlflow.exceptions import MlflowException
 
 from ibcli.errors import UserError
 
@@ -29,23 +38,18 @@ SWEEP_ENV = "IBCLI_SWEEP_RUN_ID"
 # Params cannot change once logged: a resume records its new target epochs here, every end the epochs done.
 EPOCHS_TAG = "ibcli.epochs"
 EPOCHS_DONE_TAG = "ibcli.epochs_done"
+# A train run's whole configuration as JSON (what --resume rebuilds it from).
+CONFIG_TAG = "ibcli.config"
 DEFAULT_EXPERIMENT = "ibcli"
 DEFAULT_STORE_DIR = Path("runs")
+LOCK_FILE = ".ibcli.lock"
+INTERRUPTED = "interrupted by SIGINT/SIGTERM"
 
 
 def _quiet_mlflow() -> None:
     # MLflow and alembic log INFO lines on every new SQLite store; they are noise here.
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    # MLflow logs "database is locked" with a traceback before raising it; we retry those.
-    db_logger = logging.getLogger("mlflow.store.db.utils")
-    if not any(isinstance(f, _BusyFilter) for f in db_logger.filters):
-        db_logger.addFilter(_BusyFilter())
-
-
-class _BusyFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not _is_busy(record.getMessage())
 
 
 def resolve_tracking_uri(cli_value: str | None = None) -> str:
@@ -58,60 +62,30 @@ def resolve_tracking_uri(cli_value: str | None = None) -> str:
     return f"sqlite:///{(DEFAULT_STORE_DIR / 'mlflow.db').resolve()}"
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
     """The database file of a SQLite store, or None for servers."""
     if uri.startswith("sqlite:///"):
         return Path(uri[len("sqlite:///"):].split("?", 1)[0])
     return None
 
 
-def _local_store_dir(uri: str) -> Path | None:
+def local_store_dir(uri: str) -> Path | None:
     """The folder of a SQLite store (`runs/` by default), or None for servers."""
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     return db.parent if db is not None else None
 
 
-LOCK_FILE = ".ibcli.lock"
-# How long a call waits out "database is locked" from other ibcli processes on one SQLite store.
-BUSY_RETRY_SECONDS = 120.0
+class _SerializedClient:
+    """An MlflowClient whose calls on a SQLite store run one process at a time.
 
-
-@contextmanager
-def store_lock(folder: Path | None):
-    """An exclusive flock on `folder/.ibcli.lock` (no-op for servers).
-
-    Serialises what SQLite does badly when several processes do it at once: creating
-    the database (MLflow's schema migration) and creating an experiment.
-    """
-    if folder is None:
-        yield
-        return
-    import fcntl
-
-    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
-def _is_busy(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "database is locked" in text or "database is busy" in text or "database table is locked" in text
-
-
-class _RetryingClient:
-    """An MlflowClient whose calls wait out SQLite's "database is locked".
-
-    MLflow sets a busy timeout, but SQLite answers a write that would deadlock with
-    another process's transaction at once; such a call is rolled back whole, so it is
-    safe to repeat.
+    SQLite answers a write that would deadlock with another process's transaction with
+    "database is locked" at once (no busy timeout helps), and creating a database runs
+    MLflow's schema migration, which must not run twice at once. Holding the store's file
+    lock (`runs/.ibcli.lock`) around every call rules out both; calls take milliseconds.
     """
 
-    def __init__(self, client, retry_seconds: float = BUSY_RETRY_SECONDS):
-        self._client, self._retry_seconds = client, retry_seconds
+    def __init__(self, client: MlflowClient, lock: FileLock):
+        self._client, self._lock = client, lock
 
     def __getattr__(self, name):
         attr = getattr(self._client, name)
@@ -120,22 +94,14 @@ class _RetryingClient:
 
         @functools.wraps(attr)
         def call(*args, **kwargs):
-            deadline = time.monotonic() + self._retry_seconds
-            delay = 0.05
-            while True:
-                try:
-                    return attr(*args, **kwargs)
-                except Exception as exc:
-                    if not _is_busy(exc) or time.monotonic() > deadline:
-                        raise
-                    time.sleep(delay)
-                    delay = min(delay * 2, 2.0)
+            with self._lock:
+                return attr(*args, **kwargs)
 
         return call
 
 
 class Store:
-    """An MLflow tracking store, opened lazily (importing mlflow costs seconds)."""
+    """An MLflow tracking store (a local SQLite one by default)."""
 
     def __init__(self, tracking_uri: str | None = None, must_exist: bool = False):
         """Open (and for SQLite, create) the store.
@@ -148,25 +114,25 @@ class Store:
             UserError: the store cannot be created, opened or written.
         """
         self.uri = resolve_tracking_uri(tracking_uri)
-        from mlflow import MlflowClient
-
         _quiet_mlflow()
-
-        local = _local_store_dir(self.uri)
-        if local is not None:
-            db = _sqlite_path(self.uri)
+        self.local_dir = local_store_dir(self.uri)
+        self.lock = None
+        if self.local_dir is not None:
+            db = sqlite_path(self.uri)
             if must_exist and not db.is_file():
                 raise UserError(f"no ibcli store at {db}: run `ibcli train` first, or point --tracking-uri (or $MLFLOW_TRACKING_URI) at your store")
             try:
-                local.mkdir(parents=True, exist_ok=True)
+                self.local_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise UserError(f"cannot create the store folder {local} ({exc.strerror}): pass --tracking-uri or fix its permissions") from exc
-            if not os.access(local, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
-                raise UserError(f"the store folder {local} is not writable: fix its permissions or pass --tracking-uri")
+                raise UserError(f"cannot create the store folder {self.local_dir} ({exc.strerror}): pass --tracking-uri or fix its permissions") from exc
+            if not os.access(self.local_dir, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
+                raise UserError(f"the store folder {self.local_dir} is not writable: fix its permissions or pass --tracking-uri")
+            self.lock = FileLock(self.local_dir / LOCK_FILE, preserve_lock_file=True)
         try:
-            with store_lock(local):
-                # The first call creates (and migrates) a new database: one process at a time.
-                self.client = _RetryingClient(MlflowClient(tracking_uri=self.uri))
+            with self.lock if self.lock is not None else nullcontext():
+                # The client opens (and for a new database, creates and migrates) the store.
+                client = MlflowClient(tracking_uri=self.uri)
+                self.client = _SerializedClient(client, self.lock) if self.lock is not None else client
                 self.client.search_experiments(max_results=1)
         except OSError as exc:
             raise UserError(f"cannot open the MLflow store {self.uri} ({exc.strerror or exc}): pass --tracking-uri or fix its permissions") from exc
@@ -179,21 +145,15 @@ class Store:
     # ---- experiments and runs -------------------------------------------------
     def experiment_id(self, name: str = DEFAULT_EXPERIMENT) -> str:
         """Id of experiment `name`, created if missing (artifacts under the local store)."""
-        from mlflow.exceptions import MlflowException
-
-        exp = self.client.get_experiment_by_name(name)
-        if exp is not None:
-            return exp.experiment_id
-        local = _local_store_dir(self.uri)
-        location = str((local / "artifacts" / name).resolve()) if local is not None else None
-        with store_lock(local):
+        with self.lock if self.lock is not None else nullcontext():
             exp = self.client.get_experiment_by_name(name)
             if exp is not None:
                 return exp.experiment_id
+            location = str((self.local_dir / "artifacts" / name).resolve()) if self.local_dir is not None else None
             try:
                 return self.client.create_experiment(name, artifact_location=location)
             except MlflowException:
-                # Another process (without our lock, e.g. a server store) created it first.
+                # Another client of a server store created it first.
                 exp = self.client.get_experiment_by_name(name)
                 if exp is None:
                     raise
@@ -216,15 +176,54 @@ class Store:
         tags = {STAGE_TAG: stage, PARENT_TAG: parent.info.run_id}
         return self.client.create_run(parent.info.experiment_id, tags=tags, run_name=run_name)
 
+    def reopen(self, run) -> None:
+        """Mark an ended run RUNNING again (a resume), without its old failure reason."""
+        self.client.update_run(run.info.run_id, status="RUNNING")
+        if FAILURE_TAG in run.data.tags:
+            self.client.delete_tag(run.info.run_id, FAILURE_TAG)
+
     def finish(self, run_id: str, status: str = "FINISHED", reason: str | None = None) -> None:
         """End a run with FINISHED, FAILED or KILLED; a reason goes in the `ibcli.failure` tag."""
         if reason:
             self.client.set_tag(run_id, FAILURE_TAG, reason[:4000])
         self.client.set_terminated(run_id, status)
 
-    def log_params(self, run_id: str, params: dict) -> None:
-        from mlflow.entities import Param
+    @contextmanager
+    def tracked(self, run_id: str, before_end=None):
+        """End run `run_id` however the block ends, and re-raise what ended it.
 
+        FINISHED when the block returns; KILLED on KeyboardInterrupt (SIGINT, or SIGTERM as
+        `ibcli` maps it); FAILED otherwise, with the reason in `ibcli.failure` (a UserError's
+        message, else the exception's type and message). `before_end(status)` runs first (e.g.
+        to write what is queued); if it raises, the run ends FAILED with that reason too.
+        SIGINT/SIGTERM are held off while the run ends, so a second Ctrl-C cannot leave it
+        RUNNING half-written.
+        """
+        status, reason = "FINISHED", None
+        try:
+            yield
+        except KeyboardInterrupt:
+            status, reason = "KILLED", INTERRUPTED
+            raise
+        except UserError as exc:
+            status, reason = "FAILED", str(exc)
+            raise
+        except BaseException as exc:
+            status, reason = "FAILED", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            with _signals_held():
+                try:
+                    if before_end is not None:
+                        before_end(status)
+                except Exception as exc:
+                    status = "FAILED"
+                    reason = f"{reason + '; ' if reason else ''}ending the run failed: {type(exc).__name__}: {exc}"
+                    raise
+                finally:
+                    self.finish(run_id, status, reason)
+
+    def log_params(self, run_id: str, params: dict) -> None:
         items = [Param(k, str(v)) for k, v in params.items()]
         for i in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[i : i + 100])
@@ -234,10 +233,6 @@ class Store:
 
     def log_metric_rows(self, run_id: str, rows: list[tuple[int, dict[str, float]]]) -> None:
         """Log many (step, {key: value}) rows in as few requests as MLflow allows."""
-        import time
-
-        from mlflow.entities import Metric
-
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, int(step)) for step, metrics in rows for k, v in metrics.items()]
         for i in range(0, len(items), 1000):
@@ -245,8 +240,6 @@ class Store:
 
     def all_runs(self, filter_string: str = ""):
         """Every run of every experiment, newest first."""
-        from mlflow.entities import ViewType
-
         exps = [e.experiment_id for e in self.client.search_experiments(view_type=ViewType.ALL)]
         if not exps:
             return []
@@ -286,82 +279,66 @@ class Store:
         return self.all_runs(filt)
 
     # ---- which train runs are live --------------------------------------------------
-    def _run_lock_path(self, run_id: str) -> Path | None:
-        local = _local_store_dir(self.uri)
-        if local is None:
+    def _run_lock(self, run_id: str) -> FileLock | None:
+        """The lock a live `ibcli train` holds on its run; None where liveness cannot be told
+        (a server store, or a store whose `.locks/` cannot be written)."""
+        if self.local_dir is None:
             return None
         try:
-            (local / ".locks").mkdir(exist_ok=True)
-        except OSError:  # e.g. a store shared read-only: liveness is then unknown
-            return None
-        return local / ".locks" / f"{run_id}.lock"
-
-    def _try_run_lock(self, run_id: str) -> tuple["RunLock | None", bool]:
-        """(lock, acquired); (None, False) where liveness cannot be told (server or read-only store)."""
-        path = self._run_lock_path(run_id)
-        if path is None:
-            return None, False
-        lock = RunLock(path)
-        try:
-            return lock, lock.acquire()
+            (self.local_dir / ".locks").mkdir(exist_ok=True)
         except OSError:
-            return None, False
+            return None
+        return FileLock(self.local_dir / ".locks" / f"{run_id}.lock", timeout=0, preserve_lock_file=True)
 
-    def hold_run(self, run_id: str) -> "RunLock | None":
-        """Mark `run_id` as being trained by this process until `release()` (or process death).
-
-        None for server stores, where liveness cannot be told.
+    def hold_run(self, run_id: str) -> FileLock | None:
+        """Mark `run_id` as being trained by this process until `release()` (or process death:
+        the kernel drops the lock even after kill -9). None where liveness cannot be told.
 
         Raises:
             UserError: another process is training this run right now.
         """
-        lock, acquired = self._try_run_lock(run_id)
+        lock = self._run_lock(run_id)
         if lock is None:
             return None
-        if not acquired:
-            raise UserError(f"run {run_id} is being trained by another live process right now: wait for it, or stop it first")
+        try:
+            lock.acquire()
+        except Timeout:
+            raise UserError(f"run {run_id} is being trained by another live process right now: wait for it, or stop it first") from None
+        except OSError:
+            return None
         return lock
 
     def is_live(self, run_id: str) -> bool | None:
         """True while a process trains `run_id`, False if none does, None if unknown (server store)."""
-        lock, acquired = self._try_run_lock(run_id)
+        lock = self._run_lock(run_id)
         if lock is None:
             return None
-        if acquired:
-            lock.release()
-            return False
-        return True
+        try:
+            lock.acquire()
+        except Timeout:
+            return True
+        except OSError:
+            return None
+        lock.release()
+        return False
 
     # ---- artifacts ---------------------------------------------------------------
     def artifacts(self, run) -> "Artifacts":
         return Artifacts(self, run.info.run_id, run.info.artifact_uri)
 
 
-class RunLock:
-    """A non-blocking flock on one file; the kernel drops it when the process dies (even kill -9)."""
-
-    def __init__(self, path: Path):
-        self.path, self.fd = path, None
-
-    def acquire(self) -> bool:
-        import fcntl
-
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self.fd = fd
-        return True
-
-    def release(self) -> None:
-        if self.fd is not None:
-            import fcntl
-
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
+@contextmanager
+def _signals_held():
+    """Ignore SIGINT/SIGTERM inside the block (main thread only: signals go to it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
 
 
 class Artifacts:
@@ -411,12 +388,7 @@ class Artifacts:
             if not path.exists():
                 raise FileNotFoundError(relpath)
             return path
-        import mlflow
-
         try:
             return Path(mlflow.artifacts.download_artifacts(run_id=self.run_id, artifact_path=relpath, tracking_uri=self.store.uri))
         except Exception as exc:
             raise FileNotFoundError(relpath) from exc
-
-    def list(self, relpath: str | None = None) -> list[str]:
-        return [f.path for f in self.store.client.list_artifacts(self.run_id, relpath)]

@@ -10,36 +10,37 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+import typing
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from ibcli import activations as act
-from ibcli.data import DatasetTensors, load_dataset, make_probe_set
+from ibcli.datasets import load_dataset
+from ibcli.datasets.base import DatasetTensors, make_probe_set
+from ibcli.devices import resolve_device
 from ibcli.errors import UserError
 from ibcli.gradient_stats import GradientStats
-from ibcli.models import MODEL_ALIASES, build_model
+from ibcli.models import MODEL_ALIASES, OPTIMIZERS, build_model
 from ibcli.recorder import Recorder
 from ibcli.schedule import parse_epoch_schedule, parse_step_schedule
+from ibcli.store import CONFIG_TAG
 
 CHECKPOINT = "checkpoints/last.pt"
 # Long runs of tiny nets do thousands of epochs: talk to MLflow and the disk at most this often.
 METRICS_FLUSH_SECONDS = 2.0
 CHECKPOINT_SECONDS = 30.0
 GRADIENTS = "gradients/gradient_stats.parquet"
-OPTIMIZERS = ("sgd", "adam")
 
 
-class Interrupted(Exception):
-    """SIGINT/SIGTERM arrived during training."""
-
-
-class Diverged(Exception):
-    """The training loss became NaN or inf."""
+class Diverged(UserError):
+    """The training loss became NaN or inf (the run ends FAILED; its earlier records stay usable)."""
 
 
 @dataclass
@@ -67,6 +68,35 @@ class TrainConfig:
     experiment: str = "ibcli"
     grad_stats: bool = True
 
+    def to_json(self) -> str:
+        """The whole configuration as JSON (stored in the run's `ibcli.config` tag)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainConfig":
+        """The configuration `to_json` wrote; fields added since then take their defaults."""
+        data = json.loads(text)
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+    @classmethod
+    def from_params(cls, params: dict[str, str]) -> "TrainConfig":
+        """Rebuild the configuration of a run written before the `ibcli.config` tag, from its
+        MLflow params (strings), converting each by its field's declared type."""
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for f in fields(cls):
+            raw = params.get(f.name)
+            if raw is None:
+                continue
+            kinds = [k for k in typing.get_args(hints[f.name]) or (hints[f.name],) if k is not type(None)]
+            if raw == "None":
+                values[f.name] = None
+            elif kinds[0] is bool:
+                values[f.name] = raw == "True"
+            else:
+                values[f.name] = kinds[0](raw)
+        return cls(**values)
+
     def validate(self) -> None:
         """Raise UserError for option values no run can use."""
         self.model = MODEL_ALIASES.get(self.model, self.model)
@@ -83,17 +113,6 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise UserError(message)
-
-
-def select_device(name: str) -> torch.device:
-    """"auto" -> cuda when available else cpu; "cuda" without a GPU is a UserError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda but no CUDA GPU is visible to torch here: use --device cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise UserError(f"unknown device {name!r}: choose auto, cpu or cuda")
-    return torch.device(name)
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -127,7 +146,7 @@ class Trainer:
         cfg.validate()
         self.cfg, self.progress = cfg, progress
         self.store = None
-        self.device = select_device(cfg.device)
+        self.device = torch.device(resolve_device(cfg.device))
         if self.device.type == "cpu" and MODEL_ALIASES.get(cfg.model, cfg.model) == "ib":
             # The 12-10-7-5-4-3-2 net is too small to split across threads: more only contend
             # (measured: 11 vs 1 epochs/s on a busy 2-core machine).
@@ -165,6 +184,7 @@ class Trainer:
         self._pending_metrics: list[tuple[int, dict]] = []
         self._last_flush = self._last_checkpoint = time.monotonic()
         self._snapshot: dict | None = None
+        self._closed = False
 
     # ---- passes over fixed sets -------------------------------------------------
     @torch.no_grad()
@@ -203,12 +223,13 @@ class Trainer:
         return self._metrics(logits, self.y_test, "test")
 
     # ---- the run ------------------------------------------------------------------
-    def start(self, store, run_name: str | None = None) -> None:
-        """Create the MLflow run, log params, write the probe file and the step-0 record."""
+    def start(self, store, run) -> None:
+        """Begin the new MLflow run `run`: log params and the configuration, write the probe file
+        and the step-0 record."""
         cfg = self.cfg
-        self.store = store
-        self.run = self.store.create_run(cfg.experiment, "train", run_name=run_name)
+        self.store, self.run = store, run
         self.artifacts = self.store.artifacts(self.run)
+        self.store.client.set_tag(run.info.run_id, CONFIG_TAG, cfg.to_json())
         params = {k: v for k, v in asdict(cfg).items() if k not in ("experiment",)}
         params.update(
             device_used=str(self.device), n_train=len(self.data.x_train), n_test=len(self.data.x_test),
@@ -249,7 +270,7 @@ class Trainer:
         return {k: tuple(v.shape[1:]) for k, v in acts.items()}
 
     def train(self) -> None:
-        """Epochs state.epoch+1 .. cfg.epochs. Raises Interrupted/Diverged; the caller ends the run."""
+        """Epochs state.epoch+1 .. cfg.epochs. Raises Diverged (or KeyboardInterrupt); the caller ends the run."""
         cfg = self.cfg
         n = len(self.x_train)
         if self.progress:
@@ -324,8 +345,6 @@ class Trainer:
     def _write_gradients(self) -> None:
         if not self.gradient_rows:
             return
-        import pandas as pd
-
         path = self.artifacts.writable_path(GRADIENTS)
         pd.DataFrame(self.gradient_rows).to_parquet(path, index=False)
         self.artifacts.commit(path, GRADIENTS)
@@ -384,7 +403,12 @@ class Trainer:
         self.recorder._write_manifest()
 
     def close(self) -> None:
-        """Finish writing queued records, flush metrics, checkpoint the last completed epoch."""
+        """Finish writing queued records, flush metrics, checkpoint the last completed epoch.
+
+        Only the first call does anything (the run's end, or a failed start)."""
+        if self._closed:
+            return
+        self._closed = True
         if self.recorder is not None:
             self.recorder.close()
         if self.run is not None:

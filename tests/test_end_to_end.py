@@ -73,7 +73,7 @@ def test_train_mi_plot_store_contents(pipeline, capsys):
     table = pq.read_table(store.artifacts(mi_run).local_path("mi.parquet")).to_pandas()
     assert len(table) == 3 * 6
     for col in ("epoch", "step", "layer", "layer_index", "method", "i_xt_bits", "i_ty_bits",
-                "i_xt_lower_bits", "i_ty_lower_bits", "ceiling_bits", "unique_fraction", "bins"):
+                "i_xt_lower_bits", "i_ty_bd_bits", "ceiling_bits", "unique_fraction", "bins"):
         assert col in table.columns
     assert (table["method"] == "binning").all() and (table["bins"] == 30).all()
     assert np.allclose(table["ceiling_bits"], math.log2(PROBE))

@@ -1,18 +1,16 @@
 """The public estimator API: dispatch, input handling, errors, information_plane."""
 
+import importlib
 import importlib.util
 import math
-import sys
-import types
 
 import numpy as np
 import pytest
 
-import ibcli.estimators as est
 from ibcli.estimators import (
     METHODS,
     EstimatorInputError,
-    InformationPlanePoint,
+    PlanePoint,
     bin_edges,
     canonical_method,
     entropy,
@@ -30,20 +28,18 @@ def has_module(name):
 
 @pytest.fixture
 def fake_module(monkeypatch):
-    """Install a recording stand-in for ibcli.estimators.<name> (ksg or mine)."""
+    """Replace functions of ibcli.estimators.<name> (ksg or mine) by recording stand-ins."""
 
     def install(name, **functions):
         calls = []
-        mod = types.ModuleType(f"ibcli.estimators.{name}")
+        mod = importlib.import_module(f"ibcli.estimators.{name}")
         for fname, value in functions.items():
             def make(fname=fname, value=value):
                 def f(*args, **kwargs):
                     calls.append((fname, args, kwargs))
                     return value
                 return f
-            setattr(mod, fname, make())
-        monkeypatch.setitem(sys.modules, f"ibcli.estimators.{name}", mod)
-        monkeypatch.setattr(est, name, mod, raising=False)
+            monkeypatch.setattr(mod, fname, make())
         return calls
 
     return install
@@ -163,10 +159,10 @@ def test_kraskov_dispatch_uses_mixed_estimator_for_discrete_y(fake_module):
     assert names == ["ksg_mixed_mi", "ksg_mi", "ksg_mixed_mi", "ksg_mi", "ksg_entropy"]
     _, args, kwargs = calls[1]
     assert args[0].shape == (20, 1) and args[0].dtype == np.float64 and args[1].shape == (20, 1)
-    assert kwargs == {"k": 5}
+    assert kwargs == {"k": 5, "norm": "euclidean", "standardize": True, "neighbours": "auto"}
     _, args, _ = calls[2]
     assert args[1].dtype == np.int64 and list(args[1][:4]) == [0, 1, 0, 1]
-    assert calls[4][2] == {"k": 4}
+    assert calls[4][2] == {"k": 4, "norm": "max", "neighbours": "auto"}
 
 
 def test_mine_dispatch_one_hot_encodes_discrete_y(fake_module):
@@ -176,7 +172,7 @@ def test_mine_dispatch_one_hot_encodes_discrete_y(fake_module):
     assert mutual_information(x, labels, "mine", steps=10, seed=3) == 0.5
     _, (xa, ya), kwargs = calls[0]
     np.testing.assert_array_equal(ya, np.eye(3)[[0, 1, 0, 2, 1, 0]])
-    assert ya.dtype == np.float64 and kwargs == {"steps": 10, "seed": 3}
+    assert ya.dtype == np.float64 and kwargs["steps"] == 10 and kwargs["seed"] == 3
 
 
 @pytest.mark.skipif(not has_module("ibcli.estimators.ksg"), reason="ksg module not there yet")
@@ -200,12 +196,9 @@ def test_information_plane_binning_matches_the_binning_module():
     edges = bin_edges(t, 10)
     (p,) = information_plane(t, labels, "binning", edges=edges)
     i_xt, i_ty, uf = binning_information_plane(t, labels, edges)
-    assert isinstance(p, InformationPlanePoint)
-    assert (p.i_xt_nats, p.i_ty_nats, p.extras["unique_fraction"]) == (i_xt, i_ty, uf)
-    assert p.i_xt_lower_nats is None and p.i_ty_lower_nats is None
-    assert p.extras["ceiling_nats"] == pytest.approx(math.log(300)) and p.extras["n_bins"] == 10
-    assert p.bits()["i_xt_bits"] == pytest.approx(i_xt / math.log(2), rel=1e-15)
-    assert p.bits()["i_ty_lower_bits"] is None
+    assert isinstance(p, PlanePoint)
+    assert (p.i_xt_nats, p.i_ty_nats, p.values["unique_fraction"]) == (i_xt, i_ty, uf)
+    assert (p.values["bin_lo"], p.values["bin_hi"]) == (edges[0], edges[-1]) and p.params == {}
     with pytest.raises(EstimatorInputError, match="binning needs edges"):
         information_plane(t, labels, "binning")
 
@@ -214,44 +207,33 @@ def test_information_plane_kde_one_point_per_noise_variance():
     rng = np.random.default_rng(5)
     t = rng.normal(size=(200, 4)).astype(np.float32)
     labels = rng.integers(0, 3, 200)
-    points = information_plane(t, labels, "kde", noise_vars=(0.01, 0.1, 1.0))
+    points = information_plane(t, labels, "kde", noise_var=(0.01, 0.1, 1.0))
     ref = kde_information_plane(t, labels, [0.01, 0.1, 1.0])
-    assert [p.extras["noise_var"] for p in points] == [0.01, 0.1, 1.0]
+    assert [p.params["noise_var"] for p in points] == [0.01, 0.1, 1.0]
     for p, r in zip(points, ref):
-        assert (p.i_xt_nats, p.i_xt_lower_nats, p.i_ty_nats, p.i_ty_lower_nats) == (
+        assert (p.i_xt_nats, p.values["i_xt_lower"], p.i_ty_nats, p.values["i_ty_bd"]) == (
             r.i_xt_upper, r.i_xt_lower, r.i_ty_kl, r.i_ty_bd)
-        assert p.i_xt_nats >= p.i_xt_lower_nats
+        assert p.i_xt_nats >= p.values["i_xt_lower"]
     # more noise, less information (upper bound)
     assert points[0].i_xt_nats > points[1].i_xt_nats > points[2].i_xt_nats
 
 
-def test_information_plane_kraskov_adds_seeded_noise_and_needs_x(fake_module):
-    calls = fake_module("ksg", ksg_mi=1.25, ksg_mixed_mi=0.5)
-    rng = np.random.default_rng(6)
-    t = rng.normal(size=(4000, 3)).astype(np.float32)
-    x = rng.normal(size=(4000, 7))
-    labels = rng.integers(0, 2, 4000)
-    with pytest.raises(EstimatorInputError, match="needs x"):
-        information_plane(t, labels, "kraskov")
-    points = information_plane(t, labels, "ksg", x=x, noise_vars=(0.5, 2.0), k=4, seed=11)
-    assert [(p.i_xt_nats, p.i_ty_nats) for p in points] == [(1.25, 0.5), (1.25, 0.5)]
-    assert [p.extras["noise_var"] for p in points] == [0.5, 2.0]
-    (n1, (xa, tz1s), kw1), (n2, (tz1, lab), _), _, (_, (tz2, _), _) = calls
-    assert (n1, n2) == ("ksg_mi", "ksg_mixed_mi") and kw1 == {"k": 4}
+def test_information_plane_kraskov_passes_params_and_columns(fake_module):
+    from ibcli.estimators.ksg import KSGPlanePoint
 
-    def unit(a):  # each space divided by its RMS coordinate standard deviation
-        return a / np.sqrt(np.mean(a.var(axis=0)))
-
-    np.testing.assert_allclose(xa, unit(x), rtol=1e-12)
-    np.testing.assert_allclose(tz1s, unit(tz1), rtol=1e-12)  # the same T+Z for I(X;T+Z) and I(T+Z;Y)
-    np.testing.assert_array_equal(lab, labels)
-    z1 = tz1 - t.astype(np.float64)
-    z2 = tz2 - t.astype(np.float64)
-    assert z1.var() == pytest.approx(0.5, rel=0.05) and z2.var() == pytest.approx(2.0, rel=0.05)
-    np.testing.assert_allclose(z2, z1 * 2.0, rtol=1e-9, atol=1e-9)  # one draw, scaled by sqrt(s2)
-    again = information_plane(t, labels, "ksg", x=x, noise_vars=(0.5,), k=4, seed=11)
-    assert again[0].i_xt_nats == 1.25
-    np.testing.assert_array_equal(calls[-1][1][0], tz1)  # same seed, same noise
+    point = KSGPlanePoint(noise_var=0.5, i_xt=1.25, i_ty=0.5, i_xt_unclipped=1.25, i_ty_unclipped=0.5,
+                          i_xt_sd=0.1, i_ty_sd=0.2, i_xt_se=0.05, i_ty_se=0.1, i_xt_baseline=None,
+                          i_xt_baseline_q95=None, i_ty_baseline=None, i_ty_baseline_q95=None,
+                          flag="too wide", ceiling=3.0, h_y=0.69)
+    calls = fake_module("ksg", ksg_information_plane=[point])
+    t = np.zeros((20, 3), dtype=np.float32)
+    labels = np.arange(20) % 2
+    (p,) = information_plane(t, labels, "ksg", noise_var=(0.5,), k=4, repeats=3, ksg_draws=2, seed=11)
+    assert (p.i_xt_nats, p.i_ty_nats, p.params) == (1.25, 0.5, {"noise_var": 0.5})
+    assert p.values == {"i_xt_sd": 0.1, "i_ty_sd": 0.2, "i_xt_se": 0.05, "i_ty_se": 0.1, "flag": "too wide"}
+    ((_, (targ, larg, nv), kw),) = calls
+    assert nv == (0.5,) and kw == {"k": 4, "draws": 2, "repeats": 3, "baseline": 0, "seed": 11}
+    np.testing.assert_array_equal(larg, labels)
 
 
 def test_information_plane_mine_passes_params_and_one_hot_labels(fake_module):
@@ -259,13 +241,13 @@ def test_information_plane_mine_passes_params_and_one_hot_labels(fake_module):
     t = np.ones((10, 2))
     x = np.zeros((10, 3))
     labels = np.arange(10) % 5
-    (p,) = information_plane(t, labels, "mine", x=x, mine_params={"steps": 7}, seed=2, device="cpu")
+    (p,) = information_plane(t, labels, "mine", x=x, mine_steps=7, seed=2, device="cpu")
     assert (p.i_xt_nats, p.i_ty_nats) == (0.75, 0.75)
     (_, (xa, tz), kw1), (_, (tz2, onehot), kw2) = calls
-    assert kw1 == kw2 == {"steps": 7, "seed": 2, "device": "cpu"}
+    assert kw1 == kw2 and (kw1["steps"], kw1["seed"], kw1["device"]) == (7, 2, "cpu")
     np.testing.assert_array_equal(onehot, np.eye(5)[labels])
-    with pytest.raises(EstimatorInputError, match="unknown mine_params"):
-        information_plane(t, labels, "mine", x=x, mine_params={"seed": 1})
+    with pytest.raises(EstimatorInputError, match="has no parameter 'mine_seed'"):
+        information_plane(t, labels, "mine", x=x, seed=1, mine_seed=1)
 
 
 def test_information_plane_checks_its_inputs():
@@ -277,8 +259,8 @@ def test_information_plane_checks_its_inputs():
         (lambda: information_plane(t, labels[:-1], "kde"), "t has 20 rows but labels has 19"),
         (lambda: information_plane(t, labels, "kraskov", x=np.zeros((19, 2))), "t has 20 rows but x has 19"),
         (lambda: information_plane(bad, labels, "kde"), "t has 1 NaN"),
-        (lambda: information_plane(t, labels, "kraskov", x=np.full((20, 2), np.inf)), "x has 0 NaN and 40 inf"),
-        (lambda: information_plane(t, labels, "kde", noise_vars=(0.1, -1.0)), "noise variances must be positive"),
+        (lambda: information_plane(t, labels, "mine", x=np.full((20, 2), np.inf)), "x has 0 NaN and 40 inf"),
+        (lambda: information_plane(t, labels, "kde", noise_var=(0.1, -1.0)), "--noise-var must be positive"),
         (lambda: information_plane(t, labels, "nope"), "unknown estimator method"),
         (lambda: information_plane(np.zeros((20, 3, 1)), labels, "kde"), "dimensions"),
     ]

@@ -21,7 +21,7 @@ import pytest
 from conftest import SHARED_DATA, run_cli, run_json, seed_store
 
 from ibcli import activations as act
-from ibcli.analysis import MiOptions, run_mi
+from ibcli.stages.mi import run_mi
 from ibcli.store import FAILURE_TAG, STAGE_TAG, Store
 
 PROBE = 100
@@ -80,7 +80,7 @@ def killed(tmp_path_factory, store_template):
                     store = Store(f"sqlite:///{folder}/runs/mlflow.db")
                     assert store.is_live(run_id), name
                     if name == "SIGTERM":  # mi on a run that is still training: its complete records so far
-                        live = run_mi(run_id, MiOptions(bins=10), store.uri, quiet=True)
+                        live = run_mi(run_id, "binning", {"bins": 10}, tracking_uri=store.uri, quiet=True)
                         assert live["records"] >= 2 and "still training (live)" in " ".join(live["notes"])
                     proc.send_signal(KILLS[name])
                     del pending[name]

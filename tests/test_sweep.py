@@ -10,7 +10,9 @@ import pytest
 
 from conftest import run_cli, run_json, seed_store
 from ibcli.errors import UserError
-from ibcli.sweep import average_mi, compression_summary, parse_seeds, parse_train_args
+from ibcli.aggregate import average_mi, compression_summary
+from ibcli.cli import parse_train_args
+from ibcli.stages.sweep import parse_seeds
 
 
 # ---------------------------------------------------------------------------- seeds
@@ -31,9 +33,7 @@ def test_parse_seeds_rejects(spec):
 # ---------------------------------------------------------------------------- forwarded train options
 def test_train_args_parsed_by_train():
     parsed = parse_train_args(["--dataset", "ib12", "--model", "ib", "--lr", "0.01", "--activation", "relu"])
-    assert parsed["params"]["dataset"] == "ib12" and parsed["params"]["lr"] == 0.01
-    assert parsed["params"]["activation"] == "relu" and "seed" not in parsed["params"]
-    assert parsed["explicit"] == {"dataset", "model", "lr", "activation"}
+    assert parsed == {"dataset": "ib12", "model": "ib", "lr": 0.01, "activation": "relu"}
 
 
 @pytest.mark.parametrize("args, match", [
@@ -112,7 +112,7 @@ def _synthetic(seeds=(0, 1, 2, 3), noise=(-1.5, -0.5, 0.5, 1.5)):
             for e, v in zip(epochs, values):
                 rows.append(dict(seed=seed, epoch=e, step=int(e * 7), layer=layer, layer_index=idx, method="binning",
                                  noise_var=np.nan, i_xt_bits=v + eps, i_ty_bits=0.1 * v + 0.01 * eps,
-                                 i_xt_lower_bits=np.nan, i_ty_lower_bits=np.nan, ceiling_bits=12.0))
+                                 i_xt_lower_bits=np.nan, i_ty_bd_bits=np.nan, ceiling_bits=12.0))
     return pd.DataFrame(rows)
 
 

@@ -29,6 +29,9 @@ import numpy as np
 import scipy.io
 import torch
 
+from ibcli.datasets.base import Dataset, DatasetTensors, check_train_fraction
+from ibcli.errors import UserError
+
 #: Name of the packaged data file (inside ``ibcli/datasets/``).
 MAT_FILENAME = "var_u.mat"
 #: Number of samples and input bits of the task.
@@ -132,3 +135,31 @@ def split_ib12(
     train_idx = torch.sort(perm[:n_train]).values
     test_idx = torch.sort(perm[n_train:]).values
     return train_idx, test_idx
+
+
+class IB12(Dataset):
+    """The 12-bit task as a dataset: ships inside ibcli, so `root` and `download` are unused.
+
+    `load(train_fraction, seed)`: x float32 (n, 12) in {0, 1}, y int64 in {0, 1}; train/test
+    is the seeded split of `split_ib12` (`train_fraction` = the train share, None = 0.85, < 1);
+    `x_all`/`y_all` hold all 4096 patterns in counting order, the default probe set.
+    """
+
+    name = "ib12"
+    title = "12-bit task"
+    input_shape = (N_BITS,)
+    num_classes = 2
+    probe_split = "all"
+
+    def load(self, train_fraction: float | None = None, seed: int = 0) -> DatasetTensors:
+        """Raises UserError: train_fraction outside (0, 1)."""
+        check_train_fraction(train_fraction)
+        fraction = 0.85 if train_fraction is None else train_fraction
+        if fraction >= 1.0:
+            raise UserError("--train-fraction for ib12 is the train share of a split and must be < 1")
+        x, y = load_ib12()
+        try:
+            train_idx, test_idx = split_ib12(len(x), train_fraction=fraction, seed=seed)
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+        return DatasetTensors(self.name, x[train_idx], y[train_idx], x[test_idx], y[test_idx], self.num_classes, x_all=x, y_all=y)

@@ -1,7 +1,8 @@
 """Estimators of entropy and mutual information, and the information-plane entry point.
 
 Everything here returns NATS (files and plots use bits; convert with
-`ibcli.estimators.units.nats_to_bits`). Methods (see DESIGN.md, "Estimators"):
+`ibcli.estimators.units.nats_to_bits`). The methods are listed in `registry.ESTIMATORS`
+(one module each; the README's "Estimators" section says what each number means):
 
 - "binning": plug-in entropies of binned / discrete values (Shwartz-Ziv & Tishby 2017).
 - "kde": pairwise-distance bounds on the entropy of the Gaussian mixture T+Z
@@ -16,91 +17,40 @@ Bad input raises `EstimatorInputError` (a ValueError) with a one-line message.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
-from ._validation import as_2d_float, as_labels, check_finite, check_same_length, is_discrete_dtype
+from ._validation import as_2d_float, as_labels, check_same_length, is_discrete_dtype
 from .binning import bin_edges
 from .errors import EstimatorInputError
-from .plane import InformationPlanePoint, information_plane
+from .interface import PlanePoint
+from .registry import ALIASES, ESTIMATORS, METHODS, canonical_method, get
 
 __all__ = [
     "METHODS",
     "ALIASES",
+    "ESTIMATORS",
     "canonical_method",
+    "get",
     "mutual_information",
     "entropy",
     "information_plane",
-    "InformationPlanePoint",
+    "PlanePoint",
     "EstimatorInputError",
     "bin_edges",
 ]
 
-METHODS = ("binning", "kde", "kraskov", "mine")
-ALIASES = {"ksg": "kraskov"}
 
-# Keyword parameters each method accepts (anything else is a user error).
-_MI_PARAMS = {
-    "binning": ("bins", "strategy"),
-    "kde": ("noise_var", "bound", "chunk_size"),
-    "kraskov": ("k", "neighbours"),
-    "mine": ("hidden", "lr", "steps", "batch_size", "ema_decay", "holdout_fraction", "seed", "device"),
-}
-_H_PARAMS = {
-    "binning": ("bins", "strategy"),
-    "kde": ("noise_var", "bound", "chunk_size"),
-    "kraskov": ("k", "neighbours"),
-    "mine": (),
-}
-
-
-def canonical_method(name) -> str:
-    """The canonical name of an estimator method ("ksg" -> "kraskov").
-
-    Case and surrounding blanks are ignored.
-
-    Raises
-    ------
-    EstimatorInputError
-        unknown name; the message lists the valid ones.
-    """
-    key = str(name).strip().lower() if isinstance(name, str) else None
-    key = ALIASES.get(key, key)
-    if key not in METHODS:
-        valid = ", ".join(METHODS) + " (alias: " + ", ".join(f"{a} = {b}" for a, b in ALIASES.items()) + ")"
-        raise EstimatorInputError(f"unknown estimator method {name!r}; valid methods: {valid}")
-    return key
-
-
-def _check_params(method: str, params: dict, table: dict, what: str) -> None:
-    unknown = sorted(set(params) - set(table[method]))
+def _api_kwargs(fn, params: dict, what: str, method: str) -> None:
+    """Refuse keyword parameters the method's function does not take (one line listing those it does)."""
+    accepted = [n for n, p in inspect.signature(fn).parameters.items()
+                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and n not in ("x", "y", "y_discrete")]
+    unknown = sorted(set(params) - set(accepted))
     if unknown:
-        accepted = ", ".join(table[method]) or "none"
         raise EstimatorInputError(
-            f"{what} method {method!r} got unknown parameter(s) {', '.join(unknown)}; accepted: {accepted}"
+            f"{what} method {method!r} got unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(accepted) or 'none'}"
         )
-
-
-def _as_2d_symbols(a, name: str) -> np.ndarray:
-    """(n,) or (n, d) integer/bool array kept as symbols, shape (n, d)."""
-    arr = np.asarray(a)
-    if arr.ndim == 0 or arr.ndim > 2:
-        raise EstimatorInputError(
-            f"{name} must be an array of shape (n,) or (n, d); got shape {tuple(arr.shape)}"
-        )
-    if arr.ndim == 1:
-        arr = arr.reshape(-1, 1)
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise EstimatorInputError(f"{name} must have at least one row and one column; got shape {arr.shape}")
-    return np.ascontiguousarray(arr)
-
-
-def _binned_ids(a, name: str, bins: int, strategy: str, discrete: bool) -> np.ndarray:
-    from .binning import discretize, pattern_ids
-
-    if discrete:
-        return pattern_ids(_as_2d_symbols(a, name))[0]
-    arr = as_2d_float(a, name, keep_float32=True)
-    return pattern_ids(discretize(arr, bin_edges(arr, bins, strategy)))[0]
 
 
 def mutual_information(x, y, method: str = "kraskov", discrete_y: bool | None = None, **params) -> float:
@@ -127,8 +77,8 @@ def mutual_information(x, y, method: str = "kraskov", discrete_y: bool | None = 
             noise_var I), each entropy by the KL ("upper") or Bhattacharyya
             ("lower") pairwise bound (Kolchinsky & Tracey 2017). An estimate,
             not a bound.
-        kraskov: k=3 (and ksg's `neighbours`) -- KSG algorithm 1 (Kraskov et
-            al. 2004, eq. 8) for continuous y, Ross (2014) eq. 2 for discrete y.
+        kraskov: k=3, neighbours -- KSG algorithm 1 (Kraskov et al. 2004, eq. 8)
+            for continuous y, Ross (2014) eq. 2 for discrete y.
         mine: hidden, lr, steps, batch_size, ema_decay, holdout_fraction,
             seed, device -- held-out Donsker-Varadhan estimate (Belghazi et al.
             2018); a discrete y is one-hot encoded.
@@ -144,54 +94,13 @@ def mutual_information(x, y, method: str = "kraskov", discrete_y: bool | None = 
         more than 2 dimensions, kde with a continuous y, and the estimators' own
         conditions (e.g. k >= n for kraskov).
     """
-    name = canonical_method(method)
-    _check_params(name, params, _MI_PARAMS, "mutual_information")
+    est = get(method)
+    _api_kwargs(est.mutual_information, params, "mutual_information", est.name)
     if discrete_y not in (None, True, False):
         raise EstimatorInputError(f"discrete_y must be None, True or False; got {discrete_y!r}")
-    y_is_discrete = is_discrete_dtype(y) if discrete_y is None else bool(discrete_y)
+    y_discrete = is_discrete_dtype(y) if discrete_y is None else bool(discrete_y)
     check_same_length(("x", x), ("y", y))
-
-    if name == "binning":
-        from .binning import discrete_mi
-
-        bins = params.get("bins", 30)
-        strategy = params.get("strategy", "uniform")
-        x_ids = _binned_ids(x, "x", bins, strategy, is_discrete_dtype(x))
-        y_ids = as_labels(y, "y") if y_is_discrete else _binned_ids(y, "y", bins, strategy, False)
-        return float(discrete_mi(x_ids, y_ids))
-
-    xa = as_2d_float(x, "x", keep_float32=(name == "kde"))
-    if name == "kde":
-        if not y_is_discrete:
-            raise EstimatorInputError(
-                "kde mutual information needs a discrete y (class labels): it is H(X+Z) - sum_y p(y) H(X+Z|Y=y); "
-                "for a continuous y use method='kraskov' or 'mine'"
-            )
-        from .kde import kde_information_plane
-
-        bound = params.get("bound", "upper")
-        if bound not in ("upper", "lower"):
-            raise EstimatorInputError(f"bound must be 'upper' or 'lower'; got {bound!r}")
-        res = kde_information_plane(xa, as_labels(y, "y"), [params.get("noise_var", 0.1)],
-                                    chunk_size=params.get("chunk_size"))[0]
-        return float(res.i_ty_kl if bound == "upper" else res.i_ty_bd)
-
-    if name == "kraskov":
-        from . import ksg
-
-        kw = {name_: params[name_] for name_ in ("k", "neighbours") if name_ in params}
-        if y_is_discrete:
-            return float(ksg.ksg_mixed_mi(xa, as_labels(y, "y"), **kw))
-        return float(ksg.ksg_mi(xa, as_2d_float(y, "y"), **kw))
-
-    from . import mine  # name == "mine"
-
-    if y_is_discrete:
-        codes = as_labels(y, "y")
-        ya = np.eye(int(codes.max()) + 1, dtype=np.float64)[codes]
-    else:
-        ya = as_2d_float(y, "y")
-    return float(mine.mine_mi(xa, ya, **params))
+    return float(est.mutual_information(x, y, y_discrete, **params))
 
 
 def entropy(x, method: str = "kraskov", **params) -> float:
@@ -209,8 +118,8 @@ def entropy(x, method: str = "kraskov", **params) -> float:
             bound on the differential entropy of X+Z, Z ~ N(0, noise_var I),
             i.e. of the mixture (1/n) sum_i N(x_i, noise_var I): KL upper bound
             or Bhattacharyya lower bound (Kolchinsky & Tracey 2017, eq. 10).
-        kraskov: k=3 (and ksg's `neighbours`) -- Kozachenko-Leonenko differential entropy with the
-            max-norm (Kraskov et al. 2004, eq. 20).
+        kraskov: k=3, neighbours -- Kozachenko-Leonenko differential entropy
+            with the max-norm (Kraskov et al. 2004, eq. 20).
 
     Returns
     -------
@@ -219,25 +128,62 @@ def entropy(x, method: str = "kraskov", **params) -> float:
     Raises
     ------
     EstimatorInputError
-        unknown method or parameter, "mine has no entropy estimator", NaN/inf,
+        unknown method or parameter, a method without an entropy estimator, NaN/inf,
         more than 2 dimensions.
     """
-    name = canonical_method(method)
-    if name == "mine":
-        raise EstimatorInputError("mine has no entropy estimator; use binning, kde or kraskov")
-    _check_params(name, params, _H_PARAMS, "entropy")
-    if name == "binning":
-        from .binning import discrete_entropy
+    est = get(method)
+    fn = getattr(est, "entropy", None)
+    if fn is None:
+        with_entropy = ", ".join(e.name for e in ESTIMATORS if hasattr(e, "entropy"))
+        raise EstimatorInputError(f"{est.name} has no entropy estimator; use {with_entropy}")
+    _api_kwargs(fn, params, "entropy", est.name)
+    return float(fn(x, **params))
 
-        ids = _binned_ids(x, "x", params.get("bins", 30), params.get("strategy", "uniform"),
-                          is_discrete_dtype(x))
-        return float(discrete_entropy(ids))
-    if name == "kde":
-        from .kde import kde_entropy
 
-        return float(kde_entropy(as_2d_float(x, "x", keep_float32=True), params.get("noise_var", 0.1),
-                                 bound=params.get("bound", "upper"), chunk_size=params.get("chunk_size")))
-    from . import ksg
+def information_plane(t, labels, method: str, *, x=None, edges=None, seed: int = 0, device: str = "cpu",
+                      **params) -> list[PlanePoint]:
+    """Estimate I(X;T) and I(T;Y) of one layer at one epoch, in nats.
 
-    kw = {name_: params[name_] for name_ in ("k", "neighbours") if name_ in params}
-    return float(ksg.ksg_entropy(as_2d_float(x, "x"), **kw))
+    Parameters
+    ----------
+    t : array-like, shape (N, d) (or (N,)), float (float32 is kept), finite.
+        The layer's output on the N probe samples.
+    labels : array-like, shape (N,), the probe samples' class labels (ints, or
+        floats holding ints).
+    method : a name in METHODS (or an alias).
+    x : array-like, shape (N, d_x), float, optional
+        The probe inputs (e.g. (N, 784) for MNIST); required by the methods with
+        `needs_x` (kraskov, mine).
+    edges : array-like, shape (m + 1,), optional
+        binning only, required there: bin edges from `bin_edges` over this layer's
+        values across ALL epochs (the mi stage computes them with `prepare`).
+    seed : int
+        Seeds every random draw (the noise Z, MINE's training).
+    device : str
+        Torch device for the methods that use one.
+    **params
+        The method's `Param`s (see `get(method).params`), e.g. noise_var=(0.1, 0.01)
+        (kde, kraskov, mine: one point per value), bins=30, k=3, mine_steps=1000.
+
+    Returns
+    -------
+    list[PlanePoint]: one point, or one per value of a repeatable parameter such as
+    noise_var; `point.values` holds the method's extra columns (nats where they are
+    information), `point.params` the value of the repeatable parameter.
+
+    Raises
+    ------
+    EstimatorInputError
+        unknown method or parameter, t/labels/x of different lengths, NaN/inf,
+        wrong shapes, binning without edges, x missing where needed, bad values.
+    """
+    est = get(method)
+    checked = est.check_params(params)
+    arr = as_2d_float(t, "t", keep_float32=True)
+    check_same_length(("t", arr), ("labels", labels), ("x", x))
+    y = as_labels(labels, "labels")
+    if est.needs_x and x is None:
+        raise EstimatorInputError(f"method {est.name!r} estimates I(X; T+Z) and needs x, the probe inputs of shape (N, d_x)")
+    xa = as_2d_float(x, "x", keep_float32=True) if (est.needs_x and x is not None) else None
+    return est.points(arr, y, x=xa, params=checked, context=None if edges is None else np.asarray(edges, dtype=np.float64),
+                      seed=seed, device=device)

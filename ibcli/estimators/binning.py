@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import as_labels, check_finite, check_same_length
+from ._validation import as_2d_float, as_labels, check_finite, check_same_length, is_discrete_dtype
 from .errors import EstimatorInputError
+from .interface import Column, Estimator, Param, PlanePoint
 
 __all__ = [
     "bin_edges",
@@ -40,6 +41,7 @@ __all__ = [
     "discrete_mi",
     "binning_information_plane",
     "STRATEGIES",
+    "BinningEstimator",
 ]
 
 STRATEGIES = ("uniform", "adaptive")
@@ -449,3 +451,70 @@ def _plane_from_codes(codes: np.ndarray, y: np.ndarray) -> tuple[float, float, f
     if n_pat <= 1:
         h_t, i_ty = 0.0, 0.0
     return float(h_t), float(min(max(i_ty, 0.0), h_t)), unique_fraction
+
+
+# --------------------------------------------------------------------------- adapter
+class BinningEstimator(Estimator):
+    """`ibcli mi --method binning`: I(X;T) = H(T_binned), I(T;Y) by plug-in entropies.
+
+    The edges span each layer's values over ALL recorded epochs (`prepare`), so saturation
+    shows instead of being rescaled away per epoch (DESIGN: binning).
+    """
+
+    name = "binning"
+    title = "binning: plug-in entropies of binned activations (Shwartz-Ziv & Tishby 2017; adaptive: Chelombiev et al. 2019)"
+    params = (
+        Param("bins", int, 30, "number of bins spanning the layer's range over all recorded epochs (adaptive: at most)", low=1),
+        Param("binning", str, "uniform", "uniform: equal-width bins; adaptive: equal-mass bins (quantiles)", choices=STRATEGIES),
+    )
+    columns = (
+        Column("unique_fraction", "float64", "share of probe samples whose binned pattern no other sample has"),
+        Column("bin_lo", "float64", "the layer's lowest bin edge (activation units)"),
+        Column("bin_hi", "float64", "the layer's highest bin edge (activation units)"),
+    )
+    #: Values per record pooled for the quantiles of adaptive edges.
+    ADAPTIVE_SAMPLE = 200_000
+
+    def prepare(self, layers, layer_names, params, seed):
+        if params["binning"] == "uniform":
+            return {n: bin_edges(np.array(layers.value_range(n)), params["bins"], "uniform") for n in layer_names}
+        return {n: bin_edges(layers.sample(n, self.ADAPTIVE_SAMPLE, seed), params["bins"], "adaptive") for n in layer_names}
+
+    def points(self, t, labels, *, x=None, params, context=None, seed=0, device="cpu"):
+        if context is None:
+            raise EstimatorInputError(
+                "binning needs edges: pass bin_edges(values, bins) over the layer's values across all epochs"
+            )
+        edges = _check_edges(context)
+        i_xt, i_ty, unique = _plane_from_codes(_discretize(t, edges), labels)
+        return [PlanePoint(i_xt, i_ty, {"unique_fraction": unique, "bin_lo": float(edges[0]), "bin_hi": float(edges[-1])})]
+
+    def mutual_information(self, x, y, y_discrete: bool, bins: int = 30, strategy: str = "uniform") -> float:
+        """Plug-in I = H(X) + H(Y) - H(X,Y) of binned (float) or symbol (int/bool) rows, nats."""
+        x_ids = _binned_ids(x, "x", bins, strategy, is_discrete_dtype(x))
+        y_ids = as_labels(y, "y") if y_discrete else _binned_ids(y, "y", bins, strategy, False)
+        return float(discrete_mi(x_ids, y_ids))
+
+    def entropy(self, x, bins: int = 30, strategy: str = "uniform") -> float:
+        """Plug-in entropy -sum p ln p of the binned (or symbol) rows, nats."""
+        return float(discrete_entropy(_binned_ids(x, "x", bins, strategy, is_discrete_dtype(x))))
+
+
+def _binned_ids(a, name: str, bins: int, strategy: str, discrete: bool) -> np.ndarray:
+    """One integer id per row: rows of symbols as they are, float rows after binning over their own range."""
+    if discrete:
+        return pattern_ids(_as_2d_symbols(a, name))[0]
+    arr = as_2d_float(a, name, keep_float32=True)
+    return pattern_ids(discretize(arr, bin_edges(arr, bins, strategy)))[0]
+
+
+def _as_2d_symbols(a, name: str) -> np.ndarray:
+    """(n,) or (n, d) integer/bool array kept as symbols, shape (n, d)."""
+    arr = np.asarray(a)
+    if arr.ndim == 0 or arr.ndim > 2:
+        raise EstimatorInputError(f"{name} must be an array of shape (n,) or (n, d); got shape {tuple(arr.shape)}")
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise EstimatorInputError(f"{name} must have at least one row and one column; got shape {arr.shape}")
+    return np.ascontiguousarray(arr)

@@ -96,7 +96,8 @@ class Param:
         if not isinstance(v, (int, float, np.integer, np.floating)) or isinstance(v, bool) or not math.isfinite(v):
             raise EstimatorInputError(f"{self.flag} must be a finite number, got {v!r}")
         if self.low is not None and (v <= self.low if self.low_open else v < self.low):
-            raise EstimatorInputError(f"{self.flag} must be {'>' if self.low_open else '>='} {self.low:g}, got {v!r}")
+            need = ("positive" if self.low == 0 else f"> {self.low:g}") if self.low_open else f"at least {self.low:g}"
+            raise EstimatorInputError(f"{self.flag} must be {need}, got {v!r}")
         if self.high is not None and v > self.high:
             raise EstimatorInputError(f"{self.flag} must be <= {self.high:g}, got {v!r}")
         return self.type(v)

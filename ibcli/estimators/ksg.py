@@ -94,10 +94,12 @@ import numpy as np
 from scipy.special import digamma, gammaln
 
 from . import knn
+from ._validation import as_2d_float, as_labels
 from .errors import EstimatorInputError
+from .interface import BASELINE_COLUMNS, FLAG_COLUMN, NOISE_VAR, SD_COLUMNS, SE_COLUMNS, Estimator, Param, PlanePoint
 
 __all__ = ["ksg_mi", "ksg_mixed_mi", "ksg_entropy", "ksg_information_plane", "KSGPlanePoint", "max_width",
-           "NEIGHBOURS", "NORMS"]
+           "NEIGHBOURS", "NORMS", "KSGEstimator"]
 
 NEIGHBOURS = knn.NEIGHBOURS
 NORMS = knn.NORMS
@@ -512,7 +514,7 @@ def _null(values: list[float]) -> tuple[float | None, float | None]:
     return float(np.mean(values)), float(np.quantile(values, 0.95))
 
 
-def ksg_information_plane(t, labels, noise_vars=(0.1,), *, k: int = 3, draws: int = 4, repeats: int = 5,
+def ksg_information_plane(t, labels, noise_vars=(0.1,), *, k: int = 3, draws: int = 2, repeats: int = 5,
                           baseline: int = 0, seed: int = 0, norm: str = "max",
                           neighbours: str = "auto") -> list[KSGPlanePoint]:
     """I(X; T+Z) and I(T+Z; Y) of one layer on the probe set, in nats, one point per noise variance.
@@ -614,3 +616,55 @@ def ksg_information_plane(t, labels, noise_vars=(0.1,), *, k: int = 3, draws: in
             flag=flag, ceiling=ceiling, h_y=h_y,
         ))
     return out
+
+
+# ---------------------------------------------------------------------------
+# Adapter
+# ---------------------------------------------------------------------------
+
+#: Defaults of `ibcli mi --method kraskov` (the Python function's own defaults are the same).
+PLANE_DEFAULTS = {"k": 3, "draws": 2, "repeats": 5, "baseline": 0}
+
+
+class KSGEstimator(Estimator):
+    """`ibcli mi --method kraskov`: `ksg_information_plane` (I(X; T+Z) by Kozachenko-Leonenko on
+    N*M noisy points minus the same estimator on noise, I(T+Z; Y) by Ross 2014; mean over
+    repeats, sd, se, optional null baselines, width flag); `mutual_information` is `ksg_mi`
+    (continuous y) or `ksg_mixed_mi` (labels), `entropy` is `ksg_entropy`."""
+
+    name = "kraskov"
+    aliases = ("ksg",)
+    title = ("k-NN estimators on T+Z: Kozachenko-Leonenko for I(X;T), Ross's mixed KSG for I(T;Y) "
+             "(Kraskov et al. 2004; Ross 2014)")
+    params = (
+        NOISE_VAR,
+        Param("k", int, PLANE_DEFAULTS["k"], "neighbours of the k-NN estimators", low=1),
+        Param("repeats", int, PLANE_DEFAULTS["repeats"],
+              "independent sets of noise draws per point; their mean is reported, with sd and se", low=1),
+        Param("ksg_draws", int, PLANE_DEFAULTS["draws"], "noise draws per probe input in each set (N*M points)", low=1),
+        Param("ksg_baseline", int, PLANE_DEFAULTS["baseline"],
+              "sets of null data (truth 0) for the bias baseline columns; 0: none", low=0),
+    )
+    columns = SE_COLUMNS + SD_COLUMNS + BASELINE_COLUMNS + (FLAG_COLUMN,)
+
+    def points(self, t, labels, *, x=None, params, context=None, seed=0, device="cpu"):
+        pts = ksg_information_plane(t, labels, params["noise_var"], k=params["k"], draws=params["ksg_draws"],
+                                    repeats=params["repeats"], baseline=params["ksg_baseline"], seed=seed)
+        return [PlanePoint(p.i_xt, p.i_ty, {key: v for key, v in p.columns().items() if v is not None},
+                           {"noise_var": p.noise_var}) for p in pts]
+
+    def mutual_information(self, x, y, y_discrete: bool, *, k: int = 3, norm: str = "euclidean",
+                           standardize: bool = True, neighbours: str = "auto") -> float:
+        """KSG algorithm 1 (Kraskov et al. 2004, eq. 8) for a continuous y, Ross (2014, eq. 2) for
+        labels; nats. Each column standardised first unless standardize=False; the Euclidean
+        norm within each variable unless norm="max"; atoms as in the `ksg` module notes."""
+        xa = as_2d_float(x, "x")
+        kw = dict(k=k, norm=norm, standardize=standardize, neighbours=neighbours)
+        if y_discrete:
+            return ksg_mixed_mi(xa, as_labels(y, "y"), **kw)
+        return ksg_mi(xa, as_2d_float(y, "y"), **kw)
+
+    def entropy(self, x, *, k: int = 3, norm: str = "max", neighbours: str = "auto") -> float:
+        """Kozachenko-Leonenko differential entropy (Kraskov et al. 2004, eq. 20), nats; in x's own
+        units (not standardised)."""
+        return ksg_entropy(as_2d_float(x, "x"), k=k, norm=norm, neighbours=neighbours)

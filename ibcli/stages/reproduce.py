@@ -1,7 +1,7 @@
-"""Reproductions of the information-plane papers on the 12-bit task (`make reproduce-*`).
+"""`ibcli reproduce`: the information-plane papers on the 12-bit task (`make reproduce-*`).
 
-    python -m ibcli.reproduce tishby [--out results/tishby] [--seeds 0-5] [--epochs N] ...
-    python -m ibcli.reproduce saxe   [--out results/saxe]   [--seeds 0-3] [--epochs N] ...
+    ibcli reproduce tishby [--out results/tishby] [--seeds 0-5] [--epochs N] ...
+    ibcli reproduce saxe   [--out results/saxe]   [--seeds 0-3] [--epochs N] ...
 
 tishby: Shwartz-Ziv & Tishby (2017), Fig. 3: the 12-10-7-5-4-3-2 tanh network on the
   12-bit task, I(X;T) and I(T;Y) by binning (30 equal-width bins over each layer's
@@ -24,16 +24,19 @@ Adam learning rate reaches the same regime in fewer epochs (see the README).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
-from ibcli.errors import UserError
+from ibcli import plots
+from ibcli.aggregate import compression_summary
+from ibcli.stages.mi import run_mi
+from ibcli.stages.plot import MI_MEAN_FILE, run_plot
+from ibcli.stages.sweep import run_sweep
 
 
 @dataclass
@@ -52,10 +55,10 @@ class Setup:
     threads: int = 1
     band: str = "sd"
 
-    def train_args(self, activation: str) -> list[str]:
-        return ["--dataset", "ib12", "--model", "ib", "--activation", activation, "--optimizer", self.optimizer,
-                "--lr", str(self.lr), "--batch-size", str(self.batch_size), "--epochs", str(self.epochs),
-                "--log-epochs", f"log:{self.records}", "--experiment", "reproduce"]
+    def train_options(self, activation: str) -> dict:
+        return {"dataset": "ib12", "model": "ib", "activation": activation, "optimizer": self.optimizer,
+                "lr": self.lr, "batch_size": self.batch_size, "epochs": self.epochs,
+                "log_epochs": f"log:{self.records}", "experiment": "reproduce"}
 
 
 DEFAULTS = {
@@ -85,17 +88,13 @@ class Clock:
 def _sweep_mi_plot(setup: Setup, activation: str, methods: list[str], out: Path, tracking_uri: str | None,
                    clock: Clock, quiet: bool) -> tuple[str, pd.DataFrame]:
     """Sweep -> mi (each method) -> averaged plot into `out`; returns (sweep id, averaged mi table)."""
-    from ibcli.analysis import MiOptions, run_mi
-    from ibcli.plot_stage import run_plot
-    from ibcli.sweep import MI_MEAN_FILE, run_sweep
-
     summary = clock.run(f"{activation}: train {setup.seeds} ({setup.epochs} epochs, --jobs {setup.jobs})", run_sweep,
-                        setup.train_args(activation), setup.seeds, setup.jobs, setup.threads,
+                        setup.train_options(activation), setup.seeds, setup.jobs, setup.threads,
                         f"reproduce-{activation}", tracking_uri, quiet)
     sweep_id = summary["sweep_id"]
+    params = {"binning": {"bins": setup.bins}, "kde": {"noise_var": (setup.noise_var,)}}
     for method in methods:
-        options = MiOptions(method=method, bins=setup.bins, noise_vars=(setup.noise_var,))
-        clock.run(f"{activation}: mi {method}", run_mi, sweep_id, options, tracking_uri, quiet=quiet)
+        clock.run(f"{activation}: mi {method}", run_mi, sweep_id, method, params[method], tracking_uri=tracking_uri, quiet=quiet)
     plot = clock.run(f"{activation}: plot", run_plot, sweep_id, [], out, tracking_uri, band=setup.band)
     for note in plot.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
@@ -118,9 +117,6 @@ def _pngs(folder: Path, figures: dict) -> list[str]:
 
 def _html_figures_to_png(folder: Path) -> list[str]:
     """PNG copies of the averaged figures in `folder` (rebuilt from mi_mean.parquet)."""
-    from ibcli import plots
-    from ibcli.sweep import MI_MEAN_FILE
-
     agg = pd.read_parquet(folder / MI_MEAN_FILE)
     return _pngs(folder, {"information_plane_mean": plots.information_plane_mean(agg),
                           "mi_per_epoch_mean": plots.mi_per_epoch_mean(agg)})
@@ -162,8 +158,6 @@ def _write_summary(out: Path, name: str, setup: Setup, clock: Clock, sweeps: dic
 
 
 def reproduce_tishby(setup: Setup, out: Path, tracking_uri: str | None, quiet: bool) -> None:
-    from ibcli.sweep import compression_summary
-
     clock = Clock()
     out.mkdir(parents=True, exist_ok=True)
     sweep_id, agg = _sweep_mi_plot(setup, "tanh", ["binning"], out, tracking_uri, clock, quiet)
@@ -175,9 +169,6 @@ def reproduce_tishby(setup: Setup, out: Path, tracking_uri: str | None, quiet: b
 
 
 def reproduce_saxe(setup: Setup, out: Path, tracking_uri: str | None, quiet: bool) -> None:
-    from ibcli import plots
-    from ibcli.sweep import compression_summary
-
     clock = Clock()
     out.mkdir(parents=True, exist_ok=True)
     sweeps, aggs, summaries = {}, {}, {}
@@ -197,29 +188,18 @@ def reproduce_saxe(setup: Setup, out: Path, tracking_uri: str | None, quiet: boo
     _write_summary(out, "saxe", setup, clock, sweeps, summaries, extra)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ibcli.reproduce", description=__doc__.split("\n\n")[0])
-    parser.add_argument("paper", choices=sorted(DEFAULTS))
-    parser.add_argument("--out", type=Path, help="folder for figures and summary (default results/PAPER)")
-    parser.add_argument("--tracking-uri", default=None)
-    parser.add_argument("--quiet", action="store_true")
-    for name, value in asdict(Setup()).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=None)
-    args = parser.parse_args(argv)
-    setup = DEFAULTS[args.paper]
-    setup = Setup(**{k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in asdict(setup).items()})
-    out = args.out or Path("results") / args.paper
-    fn = reproduce_tishby if args.paper == "tishby" else reproduce_saxe
-    try:
-        fn(setup, out, args.tracking_uri, args.quiet)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+PAPERS = {"tishby": reproduce_tishby, "saxe": reproduce_saxe}
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def run_reproduce(paper: str, overrides: dict, out: Path | None, tracking_uri: str | None, quiet: bool) -> Path:
+    """Reproduce `paper` ("tishby" or "saxe") with its defaults (`DEFAULTS`) and the given
+    `Setup` fields overridden; figures and summary.txt go to `out` (default results/PAPER),
+    which is returned.
+
+    Raises:
+        UserError: bad settings (as the sweep, mi and plot stages check them).
+    """
+    setup = replace(DEFAULTS[paper], **{k: v for k, v in overrides.items() if v is not None})
+    out = out or Path("results") / paper
+    PAPERS[paper](setup, out, tracking_uri, quiet)
+    return out

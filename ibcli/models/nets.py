@@ -1,4 +1,4 @@
-"""The networks whose layers we record: MLP, CNN and the 12-bit task's network.
+"""The torch networks whose layers we record: MLP, CNN and the 12-bit task's network.
 
 Every model maps inputs to logits (cross-entropy applies the softmax) and exposes
 `forward_with_activations`, which also returns each recorded layer's output under a
@@ -12,15 +12,13 @@ from torch import nn
 
 from ibcli.errors import UserError
 
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "elu": nn.ELU}
-MODELS = ("mlp", "cnn", "ib")
-MODEL_ALIASES = {"tishby": "ib"}
+ACTIVATION_MODULES = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "elu": nn.ELU}
 
 
 def _activation(name: str) -> nn.Module:
-    if name not in ACTIVATIONS:
-        raise UserError(f"unknown activation {name!r}: choose one of {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[name]()
+    if name not in ACTIVATION_MODULES:
+        raise UserError(f"unknown activation {name!r}: choose one of {', '.join(ACTIVATION_MODULES)}")
+    return ACTIVATION_MODULES[name]()
 
 
 class RecordedNet(nn.Module):
@@ -65,42 +63,51 @@ class MLP(RecordedNet):
 
 
 class CNN(RecordedNet):
-    """conv(32, 3x3)-pool-conv(64, 3x3)-pool-fc128-fc10 for 1x28x28 inputs.
+    """conv(32, 3x3, pad 1)-pool(2)-conv(64, 3x3, pad 1)-pool(2)-fc128-fc(classes) for C x H x W images.
 
-    Recorded: conv1 (32x14x14 after pooling), conv2 (64x7x7 after pooling), fc1 (128), output.
+    Recorded (after nonlinearity and pooling): conv1 32 x H/2 x W/2, conv2 64 x H/4 x W/4
+    (pooling floors), fc1 128, output. 1x28x28 (MNIST): conv1 32x14x14, conv2 64x7x7;
+    3x32x32 (CIFAR-10): conv1 32x16x16, conv2 64x8x8.
     """
 
-    def __init__(self, activation: str = "relu", num_classes: int = 10):
+    def __init__(self, activation: str = "relu", num_classes: int = 10, input_shape: tuple[int, int, int] = (1, 28, 28)):
         super().__init__()
+        channels, height, width = input_shape
+        flat = 64 * (height // 4) * (width // 4)  # two 2x2 poolings; padding keeps conv sizes
         self.blocks = nn.ModuleDict(
             {
-                "conv1": nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), _activation(activation), nn.MaxPool2d(2)),
+                "conv1": nn.Sequential(nn.Conv2d(channels, 32, 3, padding=1), _activation(activation), nn.MaxPool2d(2)),
                 "conv2": nn.Sequential(nn.Conv2d(32, 64, 3, padding=1), _activation(activation), nn.MaxPool2d(2)),
-                "fc1": nn.Sequential(nn.Flatten(), nn.Linear(64 * 7 * 7, 128), _activation(activation)),
+                "fc1": nn.Sequential(nn.Flatten(), nn.Linear(flat, 128), _activation(activation)),
                 "logits": nn.Linear(128, num_classes),
             }
         )
 
 
-def build_model(name: str, activation: str, input_shape: tuple[int, ...], num_classes: int) -> RecordedNet:
-    """Build `name` ("mlp", "cnn", "ib" / "tishby") for inputs of `input_shape`.
+def _flat(input_shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in input_shape:
+        n *= s
+    return n
 
-    mlp: 784-1024-20-20-20-20-10 (input width taken from the data);
-    cnn: needs 1x28x28 inputs; ib: 12-10-7-5-4-3-2 (Shwartz-Ziv & Tishby 2017).
+
+def build_mlp(activation: str, input_shape: tuple[int, ...], num_classes: int) -> MLP:
+    """d-1024-20-20-20-20-classes, d the flattened input size (784 for MNIST, 3072 for CIFAR-10)."""
+    return MLP((_flat(input_shape), 1024, 20, 20, 20, 20, num_classes), activation)
+
+
+def build_ib(activation: str, input_shape: tuple[int, ...], num_classes: int) -> MLP:
+    """d-10-7-5-4-3-classes: 12-10-7-5-4-3-2 on the 12-bit task (Shwartz-Ziv & Tishby 2017)."""
+    return MLP((_flat(input_shape), 10, 7, 5, 4, 3, num_classes), activation)
+
+
+def build_cnn(activation: str, input_shape: tuple[int, ...], num_classes: int) -> CNN:
+    """The CNN for images C x H x W with H, W >= 4 (1x28x28, 3x32x32).
 
     Raises:
-        UserError: unknown model or activation, or a model that does not fit the data.
+        UserError: an input that is not such an image.
     """
-    name = MODEL_ALIASES.get(name, name)
-    n_inputs = 1
-    for s in input_shape:
-        n_inputs *= s
-    if name == "mlp":
-        return MLP((n_inputs, 1024, 20, 20, 20, 20, num_classes), activation)
-    if name == "ib":
-        return MLP((n_inputs, 10, 7, 5, 4, 3, num_classes), activation)
-    if name == "cnn":
-        if tuple(input_shape) != (1, 28, 28):
-            raise UserError(f"--model cnn needs 1x28x28 images (MNIST), the data has shape {tuple(input_shape)}")
-        return CNN(activation, num_classes)
-    raise UserError(f"unknown model {name!r}: choose one of mlp, cnn, ib (alias tishby)")
+    if len(input_shape) != 3 or min(input_shape[1:]) < 4:
+        shape = "x".join(map(str, input_shape))
+        raise UserError(f"--model cnn needs images C x H x W of at least 4x4 (e.g. 1x28x28, 3x32x32), the data has shape {shape}: use --model mlp or ib")
+    return CNN(activation, num_classes, tuple(input_shape))

@@ -10,14 +10,15 @@ import os
 import sys
 from datetime import datetime, timezone
 
+from rich.console import Console
+from rich.table import Table
+
 from ibcli.errors import UserError
-from ibcli.store import EPOCHS_DONE_TAG, EPOCHS_TAG, FAILURE_TAG, PARENT_TAG, STAGE_TAG, Store, _local_store_dir
+from ibcli.store import EPOCHS_DONE_TAG, EPOCHS_TAG, FAILURE_TAG, PARENT_TAG, STAGE_TAG, Store, local_store_dir
 
 
 def _console():
     """stdout; piped output gets room for whole rows instead of 80 columns with cells cut."""
-    from rich.console import Console
-
     return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
 
 
@@ -75,8 +76,6 @@ def list_runs(tracking_uri: str | None, limit: int = 50) -> list[dict]:
 
 def print_runs(rows: list[dict]) -> None:
     """The `ibcli runs` table on stdout."""
-    from rich.table import Table
-
     console = _console()
     if not rows:
         console.print("no train runs in this store yet: start one with `ibcli train`")
@@ -139,8 +138,6 @@ def _artifact_files(store: Store, run_id: str, path: str | None = None) -> list[
 
 def print_run(info: dict) -> None:
     """The `ibcli show` report on stdout."""
-    from rich.table import Table
-
     console = _console()
     console.print(f"[bold]{info['stage'] or 'run'} run {info['run_id']}[/] ({info['run_name']}), status [bold]{info['status']}[/]")
     for key in ("parent_run_id", "start_time", "end_time", "failure", "artifact_uri"):
@@ -178,7 +175,7 @@ def ui_command(tracking_uri: str | None, host: str, port: int) -> list[str]:
         UserError: no local store yet, or the store is an MLflow server (open it in a browser).
     """
     store = Store(tracking_uri, must_exist=True)
-    local = _local_store_dir(store.uri)
+    local = local_store_dir(store.uri)
     if local is None:
         raise UserError(f"the store {store.uri} is not a local SQLite store: open its server's UI in a browser instead")
     if not 1 <= port <= 65535:

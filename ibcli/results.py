@@ -1,0 +1,152 @@
+"""Reading results back from the store: a train run's mi tables, training metrics and
+gradient statistics, and a sweep's member runs (what plot and the sweep stages read)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ibcli.errors import UserError
+from ibcli.mi_table import MI_FILE, read_mi_table
+from ibcli.store import PARENT_TAG, STAGE_TAG, SWEEP_TAG, Store
+from ibcli.training import GRADIENTS
+
+TRAIN_KEYS = ("train_loss", "test_loss", "train_accuracy", "test_accuracy")
+SWEEP_STAGE = "sweep"
+
+
+def latest_mi_runs(store: Store, train_run) -> list:
+    """The latest finished mi run of each method of `train_run` (newest first)."""
+    runs, seen = [], set()
+    for r in store.children(train_run.info.run_id, stage="mi"):
+        method = r.data.params.get("method")
+        if r.info.status == "FINISHED" and method not in seen:
+            seen.add(method)
+            runs.append(r)
+    return runs
+
+
+def load_mi_tables(store: Store, train_run, mi_run_ids: list[str]) -> pd.DataFrame:
+    """The chosen mi runs' tables (default: the latest finished mi run of each method),
+    concatenated, with an `mi_run_id` column.
+
+    Raises:
+        UserError: no finished mi run, or a chosen run that is not an mi child of this train run.
+    """
+    if mi_run_ids:
+        runs = [store.find_run(r, stage="mi") for r in mi_run_ids]
+        for r in runs:
+            if r.data.tags.get(PARENT_TAG) != train_run.info.run_id:
+                raise UserError(f"mi run {r.info.run_id} belongs to train run {r.data.tags.get(PARENT_TAG)}, not {train_run.info.run_id}")
+    else:
+        runs = latest_mi_runs(store, train_run)
+        if not runs:
+            raise UserError(f"train run {train_run.info.run_id} has no finished mi results: run `ibcli mi {train_run.info.run_id[:8]} --method binning` first")
+    tables = []
+    for r in runs:
+        try:
+            df = read_mi_table(store.artifacts(r).local_path(MI_FILE))
+        except FileNotFoundError:
+            raise UserError(f"mi run {r.info.run_id} has no {MI_FILE} (it did not finish): run `ibcli mi {train_run.info.run_id[:8]}` again or pick another with --mi-run") from None
+        df["mi_run_id"] = r.info.run_id
+        tables.append(df)
+    return pd.concat(tables, ignore_index=True)
+
+
+def load_training_metrics(store: Store, run_id: str) -> pd.DataFrame:
+    """Long table (epoch, key, value) of the train run's loss and accuracy.
+
+    A resumed run may have logged an epoch twice (after its last checkpoint, before the
+    kill); the value logged last wins.
+    """
+    rows = []
+    for key in TRAIN_KEYS:
+        for m in sorted(store.client.get_metric_history(run_id, key), key=lambda m: m.timestamp):
+            rows.append({"epoch": m.step, "key": key, "value": m.value})
+    df = pd.DataFrame(rows, columns=["epoch", "key", "value"])
+    return df.drop_duplicates(["epoch", "key"], keep="last").sort_values(["key", "epoch"], ignore_index=True)
+
+
+def load_gradients(store: Store, train_run) -> pd.DataFrame | None:
+    """The train run's gradient_stats.parquet, or None when it logged none."""
+    try:
+        return pd.read_parquet(store.artifacts(train_run).local_path(GRADIENTS))
+    except FileNotFoundError:
+        return None
+
+
+def seed_of(run) -> int:
+    return int(run.data.params.get("seed", "0"))
+
+
+def sweep_members(store: Store, sweep_run, finished_only: bool = True) -> tuple[list, list[str]]:
+    """The sweep's train runs, ordered by seed, and notes on members left out.
+
+    Raises:
+        UserError: the sweep has no (finished) member.
+    """
+    sweep_id = sweep_run.info.run_id
+    runs = [r for r in store.children(sweep_id, stage="train") if r.data.tags.get(SWEEP_TAG) == sweep_id]
+    runs.sort(key=lambda r: (seed_of(r), r.info.start_time or 0))
+    notes, members = [], []
+    for r in runs:
+        if finished_only and r.info.status != "FINISHED":
+            notes.append(f"seed {r.data.params.get('seed')} (run {r.info.run_id[:8]}) is {r.info.status}: left out")
+        else:
+            members.append(r)
+    if not members:
+        if not runs:
+            raise UserError(f"sweep {sweep_id} has no member train runs (it was stopped before any started)")
+        states = ", ".join(f"seed {r.data.params.get('seed')} (run {r.info.run_id[:8]}) is {r.info.status}" for r in runs)
+        raise UserError(f"sweep {sweep_id} has no finished member: {states}; finish one with `ibcli train --resume RUN_ID`")
+    return members, notes
+
+
+def member_mi_tables(store: Store, members: list) -> tuple[pd.DataFrame, list[str]]:
+    """Each member's latest finished mi run per method, concatenated with `seed` and `train_run_id`.
+
+    Raises:
+        UserError: no member has an mi run.
+    """
+    tables, notes = [], []
+    for m in members:
+        try:
+            df = load_mi_tables(store, m, [])
+        except UserError:
+            notes.append(f"seed {seed_of(m)} (run {m.info.run_id[:8]}) has no finished mi run: left out")
+            continue
+        df["seed"] = seed_of(m)
+        df["train_run_id"] = m.info.run_id
+        tables.append(df)
+    if not tables:
+        raise UserError("no member of this sweep has finished mi results: run `ibcli mi SWEEP_ID --method binning` first")
+    mi = pd.concat(tables, ignore_index=True)
+    for method, g in mi.groupby("method"):
+        missing = sorted({seed_of(m) for m in members} - set(g["seed"]))
+        if missing:
+            notes.append(f"{method}: seeds {missing} have no {method} mi run; averaged over {g['seed'].nunique()} seeds")
+    return mi, notes
+
+
+def member_training_metrics(store: Store, members: list) -> pd.DataFrame:
+    """Every member's training metrics (load_training_metrics) with a `seed` column."""
+    parts = []
+    for m in members:
+        df = load_training_metrics(store, m.info.run_id)
+        df["seed"] = seed_of(m)
+        parts.append(df)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["epoch", "key", "value", "seed"])
+
+
+def member_gradients(store: Store, members: list) -> pd.DataFrame | None:
+    """Every member's gradient table with a `seed` column; None when none logged one."""
+    parts = []
+    for m in members:
+        df = load_gradients(store, m)
+        if df is not None:
+            df["seed"] = seed_of(m)
+            parts.append(df)
+    return pd.concat(parts, ignore_index=True) if parts else None
+
+
+def is_sweep(run) -> bool:
+    return run.data.tags.get(STAGE_TAG) == SWEEP_STAGE
