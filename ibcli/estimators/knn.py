@@ -329,8 +329,8 @@ def count(p: Prepared, q: np.ndarray, r: np.ndarray, neighbours: str = "auto") -
     """How many rows of p lie strictly closer than r[i] to the query q[i] (q: (m, d') in p's
     columns, e.g. `p.a[idx]`; r: (m,) in p's units). Returns (m,) int64; r <= 0 gives 0."""
     r = np.ascontiguousarray(r, dtype=np.float64)
-    if len(r) == 0:
-        return np.zeros(0, dtype=np.int64)
+    if len(r) == 0 or p.n == 0:
+        return np.zeros(len(r), dtype=np.int64)
     if _use_kdtree(p, neighbours, KDTREE_MAX_DIM_COUNT):
         return _count_kdtree(p, q, r)
     return _count_brute(p, q, r)

@@ -64,22 +64,30 @@ T = f(X) is deterministic, so I(X;T) is ln N or infinite. As Saxe et al. (2018) 
 Goldfeld et al. (2019) do, T is observed through Gaussian noise Z ~ N(0, s2 I), and
 `ksg_information_plane` estimates I(X; T+Z) and I(T+Z; Y):
 
-- draws: M independent noise draws per probe input, N*M points v_im = t_i + z_im;
-- I(X; T+Z): Ross's estimator with X as the labels (N classes of M points); it is at most
-  psi(NM) - psi(M) ~ ln N, and its bias at independence is about 0 (it does not use the
-  distances between inputs in X, which on the probe set are all equal and carry nothing);
+- draws: M independent noise draws per probe input, N*M points v_im = t_i + z_im
+  (M = 2 by default; 1 for a layer flagged too wide, to bound its cost);
+- I(X; T+Z) = h(T+Z) - h(T+Z | X) = h(T+Z) - h(Z) (the noise is independent of X):
+  Kozachenko-Leonenko on the N*M points, minus the same estimator on the very draws z_im
+  that made them. The two estimates share their k-NN bias at this n, d and k, and most of
+  their noise, so the difference keeps neither (a constant layer gives 0 exactly, at any
+  width). Distances between probe inputs are never used: on the probe set they carry
+  nothing (all 4096 inputs of the 12-bit task are 1 apart in the max-norm). Subtracting the
+  closed form d/2 ln(2 pi e s2) instead would leave the k-NN bias: hundreds of bits at
+  d = 1 024;
 - I(T+Z; Y): Ross's estimator on the same N*M points with the probe labels;
 - repeats: R independent sets of draws; the reported value is the mean, clipped to
   [0, ln N] (I(X;T+Z)) and [0, H(Y)] (I(T+Z;Y), H(Y) the probe labels' entropy), with the
   sd over the repeats and se = sd / sqrt(R);
-- baseline (opt-in): B more sets of draws on null data whose truth is 0: for I(T;Y) the
-  labels shuffled among the N*M points; for I(X;T+Z) a constant layer (the estimate never
-  looks at which input a point came from, so shuffling X would change nothing). Their mean
-  and 95 % quantile show the estimator's bias and spread at zero information at this N, d;
+- baseline (opt-in): B more sets of draws with the labels shuffled among the N*M points
+  (independent of T+Z: truth 0); the mean and 95 % quantile of I(T+Z; Y) on them show the
+  estimator's bias and spread at zero information for this layer. I(X; T+Z) has no such
+  baseline: its estimate never looks at which input a point came from (a shuffled pairing
+  would change nothing), and its null, a constant layer, gives 0 by construction;
 - flag: a layer wider than `max_width(N)` coordinates is flagged "too wide": k-NN
-  estimates need a number of points exponential in the dimension, and at the probe sizes
-  of ibcli (N of 4 096 to 10 000) they are far off from about width 10 on. Its value is
-  still computed the same way and clipped to the same range.
+  estimates need a number of points exponential in the dimension (about 2.5 per axis
+  here), and on the 12-bit task they are off by more than 10 % from width 10 on at
+  s2 = 0.01. Its value is computed the same way (one draw per input) and clipped to the
+  same range.
 
 The neighbour searches are exact (`knn.py`); their paths agree to the last bit for the
 max-norm, ties included.
@@ -144,6 +152,14 @@ def _check_choice(value, allowed, what: str, fn: str):
     if not isinstance(value, str) or value not in allowed:
         raise EstimatorInputError(f"{fn}: {what} must be one of {', '.join(allowed)}, got {value!r}")
     return value
+
+
+def _check_search(norm, neighbours, fn: str) -> tuple[str, str]:
+    norm = _check_choice(norm, NORMS, "norm", fn)
+    neighbours = _check_choice(neighbours, NEIGHBOURS, "neighbours", fn)
+    if neighbours == "kdtree" and norm != "max":
+        raise EstimatorInputError(f"{fn}: the kd-tree serves the max-norm only; use norm='max' or neighbours='auto'")
+    return norm, neighbours
 
 
 def _labels(labels, n: int, fn: str) -> np.ndarray:
@@ -297,8 +313,7 @@ def ksg_mi(x, y, k: int = 3, *, norm: str = "euclidean", standardize: bool = Tru
         norm or neighbours.
     """
     fn = "ksg_mi"
-    neighbours = _check_choice(neighbours, NEIGHBOURS, "neighbours", fn)
-    norm = _check_choice(norm, NORMS, "norm", fn)
+    norm, neighbours = _check_search(norm, neighbours, fn)
     xa, ya = _as_2d(x, "x", fn), _as_2d(y, "y", fn)
     if xa.shape[0] != ya.shape[0]:
         raise EstimatorInputError(
@@ -336,8 +351,7 @@ def ksg_mixed_mi(x, labels, k: int = 3, *, norm: str = "euclidean", standardize:
         samples, bad k, norm or neighbours.
     """
     fn = "ksg_mixed_mi"
-    neighbours = _check_choice(neighbours, NEIGHBOURS, "neighbours", fn)
-    norm = _check_choice(norm, NORMS, "norm", fn)
+    norm, neighbours = _check_search(norm, neighbours, fn)
     xa = _as_2d(x, "x", fn)
     codes = _labels(labels, xa.shape[0], fn)
     k = _check_k(k, xa.shape[0], fn)
@@ -373,8 +387,7 @@ def ksg_entropy(x, k: int = 3, *, norm: str = "max", neighbours: str = "auto") -
         -inf: add noise).
     """
     fn = "ksg_entropy"
-    neighbours = _check_choice(neighbours, NEIGHBOURS, "neighbours", fn)
-    norm = _check_choice(norm, NORMS, "norm", fn)
+    norm, neighbours = _check_search(norm, neighbours, fn)
     xa = _as_2d(x, "x", fn)
     n, d = xa.shape
     k = _check_k(k, n, fn)
@@ -416,8 +429,9 @@ class KSGPlanePoint:
     i_xt_unclipped, i_ty_unclipped: that mean before clipping.
     i_xt_sd, i_ty_sd: sd (ddof=1) over the repeats; i_xt_se, i_ty_se: sd / sqrt(repeats)
         (None with one repeat).
-    i_xt_baseline, i_xt_baseline_q95, i_ty_baseline, i_ty_baseline_q95: mean and 95 %
-        quantile of the estimates on the null data (module notes), None without `baseline`.
+    i_ty_baseline, i_ty_baseline_q95: mean and 95 % quantile of I(T+Z; Y) on shuffled labels
+        (truth 0), None without `baseline`; i_xt_baseline, i_xt_baseline_q95: always None
+        (the null of this I(X; T+Z) is 0 by construction; module notes).
     flag: why the point is not to be read as is ("too wide: ..."), None when it can.
     ceiling: ln N; h_y: the probe labels' entropy H(Y), the ceiling of I(T;Y).
     """
@@ -477,8 +491,9 @@ def _kl_entropy(p: knn.Prepared, d: int, k: int, neighbours: str) -> float:
 
 
 def _reference_entropy(n: int, d: int, k: int, norm: str, seed: np.random.SeedSequence, neighbours: str) -> float:
-    """The KL estimate of h(Z) on n draws of N(0, I_d), memoised per process: it depends on
-    (n, d, k, norm, seed) only, so every layer of that width (and record) reuses it."""
+    """The KL estimate of h(Z) on the n standard-normal draws that `_noisy_points` makes from
+    `seed` (the same numbers), memoised per process: it depends on (n, d, k, norm, seed) only,
+    so every layer of that width reuses it, at every record."""
     key = (n, d, k, norm, repr(seed.entropy), tuple(seed.spawn_key))
     value = _REFERENCE_CACHE.get(key)
     if value is None:
@@ -500,6 +515,20 @@ def _noisy_points(t_cols: np.ndarray, draws: int, s2: float, seed: np.random.See
     return knn.Prepared(v, np.array([d], dtype=np.int64), norm == "euclidean")
 
 
+def _plane_ty(p: knn.Prepared, y_rep: np.ndarray, k: int, neighbours: str) -> float:
+    """Ross's estimate of I(T+Z; Y) on the noisy points (continuous: no atoms); a class with a
+    single point is left out, as ksg_mixed_mi does."""
+    sizes = np.bincount(y_rep)
+    keep = sizes[y_rep] > 1
+    if not keep.all():
+        p = p.rows(np.flatnonzero(keep))
+        y_rep = np.unique(y_rep[keep], return_inverse=True)[1].reshape(-1)
+    if p.n <= k:
+        raise EstimatorInputError("ksg_information_plane: I(T;Y) needs more than k noisy points in classes of at least 2; "
+                                  "use more draws")
+    return float(np.mean(_mixed_terms(p, y_rep, k, neighbours, atoms=False)))
+
+
 def _summary(values: list[float]) -> tuple[float, float | None, float | None]:
     a = np.asarray(values, dtype=np.float64)
     if a.size < 2:
@@ -514,7 +543,7 @@ def _null(values: list[float]) -> tuple[float | None, float | None]:
     return float(np.mean(values)), float(np.quantile(values, 0.95))
 
 
-def ksg_information_plane(t, labels, noise_vars=(0.1,), *, k: int = 3, draws: int = 2, repeats: int = 5,
+def ksg_information_plane(t, labels, noise_vars=(0.1,), *, k: int = 3, draws: int | None = None, repeats: int = 5,
                           baseline: int = 0, seed: int = 0, norm: str = "max",
                           neighbours: str = "auto") -> list[KSGPlanePoint]:
     """I(X; T+Z) and I(T+Z; Y) of one layer on the probe set, in nats, one point per noise variance.
@@ -522,10 +551,8 @@ def ksg_information_plane(t, labels, noise_vars=(0.1,), *, k: int = 3, draws: in
     X is the probe index (uniform on N inputs), Z ~ N(0, s2 I) (module notes, "The
     information plane"). With M = `draws` noise draws per input, V = the N*M points t_i + z_im:
 
-    - I(X; T+Z) = h(T+Z) - h(T+Z | X) = h(T+Z) - h(Z): h(T+Z) by Kozachenko-Leonenko on V,
-      h(Z) by the same estimator on N*M draws of the noise alone (same n, d, k), so that the
-      estimator's bias at this n and d cancels (a constant layer gives 0 at any width); the
-      closed form d/2 ln(2 pi e s2) instead would leave it (hundreds of bits at d = 1 024).
+    - I(X; T+Z) = h(T+Z) - h(Z): Kozachenko-Leonenko on V minus the same estimator on the
+      draws z_im themselves (their k-NN biases cancel; a constant layer gives 0 at any width);
     - I(T+Z; Y): Ross's mixed estimator on V with the probe labels (each repeated M times).
 
     Parameters
@@ -533,18 +560,19 @@ def ksg_information_plane(t, labels, noise_vars=(0.1,), *, k: int = 3, draws: in
     t : array-like (N, d), real, finite: the layer's activations on the N probe inputs.
     labels : array-like (N,): the probe labels.
     noise_vars : float or sequence of floats > 0: s2, in T's units squared.
-    k : int >= 1, neighbours; draws : int >= max(2, k + 1), M; repeats : int >= 1, R sets of
-        independent draws (the reported value is their mean); baseline : int >= 0, B null sets.
+    k : int >= 1, neighbours.
+    draws : int >= 1 or None, M; None: 2, or 1 for a layer flagged too wide (its estimate is
+        not trusted anyway, and the searches cost O((N M)^2 d) there).
+    repeats : int >= 1, R sets of independent draws (the reported value is their mean).
+    baseline : int >= 0, B sets of null data.
     seed : int, seeds every draw (the same draws serve every s2).
     norm : "max" (default) | "euclidean"; neighbours : "auto" | "kdtree" | "brute".
 
     Returns
     -------
-    list[KSGPlanePoint], in the order of `noise_vars`, nats. The baselines are: for I(X;T+Z),
-    the estimator on a layer that carries nothing about X (t replaced by a constant; truth 0):
-    it never looks at which input a point came from, so a shuffled pairing would leave it
-    unchanged; for I(T;Y), the labels shuffled among the N*M points (truth 0). Both are
-    reported unclipped.
+    list[KSGPlanePoint], in the order of `noise_vars`, nats. The baseline of I(T+Z; Y): the
+    estimator with the labels shuffled among the N*M points (truth 0), reported unclipped;
+    I(X; T+Z) has none (module notes): its baseline fields stay None.
 
     Raises
     ------
@@ -552,20 +580,20 @@ def ksg_information_plane(t, labels, noise_vars=(0.1,), *, k: int = 3, draws: in
         k, draws, repeats, baseline, seed, norm or neighbours.
     """
     fn = "ksg_information_plane"
-    neighbours = _check_choice(neighbours, NEIGHBOURS, "neighbours", fn)
-    norm = _check_choice(norm, NORMS, "norm", fn)
+    norm, neighbours = _check_search(norm, neighbours, fn)
     ta = _as_2d(t, "t", fn)
     n, d = ta.shape
     codes = _labels(labels, n, fn)
     nv = _noise_vars(noise_vars, fn)
     k = _check_int(k, "k", 1, fn)
-    draws = _check_int(draws, "draws", 1, fn)
+    wide = d > max_width(n)
+    draws = (1 if wide else 2) if draws is None else _check_int(draws, "draws", 1, fn)
     repeats = _check_int(repeats, "repeats", 1, fn)
     baseline = _check_int(baseline, "baseline", 0, fn)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise EstimatorInputError(f"{fn}: seed must be an integer, got {seed!r}")
-    if n < 2:
-        raise EstimatorInputError(f"{fn}: needs at least 2 probe inputs, got {n}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise EstimatorInputError(f"{fn}: seed must be an integer >= 0, got {seed!r}")
+    if n < 2 or n * draws <= k:
+        raise EstimatorInputError(f"{fn}: needs more than k={k} noisy points, got {n} inputs x {draws} draw(s)")
 
     nm = n * draws
     ceiling = math.log(n)
@@ -574,40 +602,36 @@ def ksg_information_plane(t, labels, noise_vars=(0.1,), *, k: int = 3, draws: in
     span = ta.max(axis=0) - ta.min(axis=0)
     t_cols = np.ascontiguousarray(ta[:, np.argsort(-span, kind="stable")])  # widest first: earlier exits
     y_rep = np.repeat(codes, draws)
-    wide = d > max_width(n)
     flag = (f"too wide: {d} coordinates for {n} probe inputs (k-NN estimates are trusted up to "
-            f"{max_width(n)}); value computed and clipped as for any layer") if wide else None
+            f"{max_width(n)}); computed as any layer, {draws} draw(s) per input") if wide else None
 
-    seeds = np.random.SeedSequence(int(seed)).spawn(2 * repeats + 3 * baseline)
+    seeds = np.random.SeedSequence(int(seed)).spawn(repeats + 2 * baseline)
     xt = {s2: [] for s2 in nv}
     ty = {s2: [] for s2 in nv}
     for r in range(repeats):
-        noise_seed, ref_seed = seeds[2 * r], seeds[2 * r + 1]
-        h_ref = _reference_entropy(nm, d, k, norm, ref_seed, neighbours)
+        # h(Z) on the very draws Z that make T+Z (common random numbers: the two estimates'
+        # errors largely cancel, and a constant layer gives 0 exactly); KL(s Z) = KL(Z) + d ln s
+        h_ref = _reference_entropy(nm, d, k, norm, seeds[r], neighbours)
         for s2 in nv:
-            p = _noisy_points(t_cols, draws, s2, noise_seed, norm)
+            p = _noisy_points(t_cols, draws, s2, seeds[r], norm)
             xt[s2].append(_kl_entropy(p, d, k, neighbours) - h_ref - 0.5 * d * math.log(s2))
-            ty[s2].append(float(np.mean(_mixed_terms(p, y_rep, k, neighbours, atoms=False))))
+            ty[s2].append(_plane_ty(p, y_rep, k, neighbours))
 
-    xt_null: list[float] = []
     ty_null = {s2: [] for s2 in nv}
     for b in range(baseline):
-        noise_seed, ref_seed, perm_seed = seeds[2 * repeats + 3 * b: 2 * repeats + 3 * b + 3]
-        # constant layer: h(c + Z) - h_ref(Z) does not depend on c or s2
-        z = _noisy_points(np.zeros((n, d)), draws, 1.0, noise_seed, norm)
-        xt_null.append(_kl_entropy(z, d, k, neighbours) - _reference_entropy(nm, d, k, norm, ref_seed, neighbours))
+        noise_seed, perm_seed = seeds[repeats + 2 * b: repeats + 2 * b + 2]
         # labels shuffled among the N*M points: independent of T+Z (shuffling them among the
         # inputs would not be: T+Z still tells the inputs apart when s2 is small)
         shuffled = np.random.default_rng(perm_seed).permutation(y_rep)
         for s2 in nv:
             p = _noisy_points(t_cols, draws, s2, noise_seed, norm)
-            ty_null[s2].append(float(np.mean(_mixed_terms(p, shuffled, k, neighbours, atoms=False))))
+            ty_null[s2].append(_plane_ty(p, shuffled, k, neighbours))
 
     out = []
     for s2 in nv:
         i_xt, xt_sd, xt_se = _summary(xt[s2])
         i_ty, ty_sd, ty_se = _summary(ty[s2])
-        xb, xq = _null(xt_null)
+        xb, xq = None, None  # see the docstring: the null of I(X; T+Z) is 0 by construction
         yb, yq = _null(ty_null[s2])
         out.append(KSGPlanePoint(
             noise_var=s2, i_xt=min(max(i_xt, 0.0), ceiling), i_ty=min(max(i_ty, 0.0), h_y),
@@ -623,7 +647,7 @@ def ksg_information_plane(t, labels, noise_vars=(0.1,), *, k: int = 3, draws: in
 # ---------------------------------------------------------------------------
 
 #: Defaults of `ibcli mi --method kraskov` (the Python function's own defaults are the same).
-PLANE_DEFAULTS = {"k": 3, "draws": 2, "repeats": 5, "baseline": 0}
+PLANE_DEFAULTS = {"k": 3, "draws": None, "repeats": 5, "baseline": 0}
 
 
 class KSGEstimator(Estimator):
@@ -641,7 +665,8 @@ class KSGEstimator(Estimator):
         Param("k", int, PLANE_DEFAULTS["k"], "neighbours of the k-NN estimators", low=1),
         Param("repeats", int, PLANE_DEFAULTS["repeats"],
               "independent sets of noise draws per point; their mean is reported, with sd and se", low=1),
-        Param("ksg_draws", int, PLANE_DEFAULTS["draws"], "noise draws per probe input in each set (N*M points)", low=1),
+        Param("ksg_draws", int, PLANE_DEFAULTS["draws"],
+              "noise draws per probe input in each set (N*M points); default 2, 1 for a layer flagged too wide", low=1),
         Param("ksg_baseline", int, PLANE_DEFAULTS["baseline"],
               "sets of null data (truth 0) for the bias baseline columns; 0: none", low=0),
     )
