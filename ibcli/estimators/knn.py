@@ -39,8 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["NEIGHBOURS", "NORMS", "Prepared", "prepare", "kth", "count", "kth_in_groups",
-           "KDTREE_MAX_DIM_KNN", "KDTREE_MAX_DIM_COUNT"]
+__all__ = ["NEIGHBOURS", "NORMS", "Prepared", "prepare", "kth", "count", "KDTREE_MAX_DIM_KNN", "KDTREE_MAX_DIM_COUNT"]
 
 NEIGHBOURS = ("auto", "kdtree", "brute")
 NORMS = ("euclidean", "max")
@@ -83,9 +82,9 @@ class Prepared:
         """An upper bound of every distance between two rows (and the queries q, if given),
         computed so that no computed distance exceeds it (rounding is monotone; the sums run
         in the same order as the kernels')."""
-        a = self.a if q is None or len(q) == 0 else None
-        hi = self.a.max(axis=0) if a is not None else np.maximum(self.a.max(axis=0), q.max(axis=0))
-        lo = self.a.min(axis=0) if a is not None else np.minimum(self.a.min(axis=0), q.min(axis=0))
+        hi, lo = self.a.max(axis=0), self.a.min(axis=0)
+        if q is not None and len(q):
+            hi, lo = np.maximum(hi, q.max(axis=0)), np.minimum(lo, q.min(axis=0))
         w = hi - lo
         if not self.squared:
             return float(w.max())
@@ -334,35 +333,3 @@ def count(p: Prepared, q: np.ndarray, r: np.ndarray, neighbours: str = "auto") -
     if _use_kdtree(p, neighbours, KDTREE_MAX_DIM_COUNT):
         return _count_kdtree(p, q, r)
     return _count_brute(p, q, r)
-
-
-def kth_in_groups(p: Prepared, group_size: int, k: int) -> np.ndarray:
-    """p's rows in consecutive groups of `group_size` (rows g*M .. g*M+M-1): the k-th smallest
-    distance from each row to the other rows of ITS group. Returns (n,) float64.
-
-    Vectorised over groups, the same terms in the same order as the kernels (sequential
-    over the columns), so the numbers equal those `count` compares with.
-    """
-    m = group_size
-    g = p.n // m
-    z = p.a.reshape(g, m, -1)
-    out = np.empty((g, m))
-    step = max(1, _BRUTE_BLOCK_BYTES // (8 * m * m * max(1, p.a.shape[1])))
-    eye = np.eye(m, dtype=bool)
-    for s in range(0, g, step):
-        blk = z[s:s + step]
-        dist = np.zeros(blk.shape[:1] + (m, m))
-        start = 0
-        for end in p.ends:
-            part = np.zeros_like(dist)
-            for t in range(start, int(end)):
-                v = np.abs(blk[:, :, None, t] - blk[:, None, :, t])
-                if p.squared:
-                    part += v * v
-                else:
-                    np.maximum(part, v, out=part)
-            np.maximum(dist, part, out=dist)
-            start = int(end)
-        dist[:, eye] = np.inf
-        out[s:s + step] = np.partition(dist, k - 1, axis=2)[:, :, k - 1]
-    return out.reshape(-1)

@@ -210,12 +210,13 @@ def _count_seen(p: knn.Prepared, ids: np.ndarray, copies: np.ndarray, rows: np.n
     return seen + np.where(ids[rows] >= 0, copies[rows], 0)
 
 
-def _kth_seen(p: knn.Prepared, k: int, rows: np.ndarray, visible: np.ndarray, neighbours: str) -> np.ndarray:
+def _kth_seen(p: knn.Prepared, k: int, rows: np.ndarray, visible: np.ndarray, fallback: np.ndarray | None,
+              neighbours: str) -> np.ndarray:
     """k-th neighbour distance of `rows` among the `visible` points (a boolean mask that holds
-    `rows`); with k or fewer visible others, among all points of p."""
+    `rows`); with k or fewer visible others, among the `fallback` points (None: all of p)."""
     data = np.flatnonzero(visible)
     if data.size <= k:
-        data = np.arange(p.n)
+        data = np.arange(p.n) if fallback is None else np.flatnonzero(fallback)
     if data.size == p.n:
         return knn.kth(p, k, rows, neighbours)
     return knn.kth(p.rows(data), k, np.searchsorted(data, rows), neighbours)
@@ -240,7 +241,7 @@ def _ksg_terms(p: knn.Prepared, k: int, neighbours: str) -> np.ndarray:
         for g, (gx, gy) in enumerate(pairs):  # rule 2: each point sees its own atoms only
             rows = cont[which == g]
             visible = ((xid == -1) | (xid == gx)) & ((yid == -1) | (yid == gy))
-            eps[rows] = _kth_seen(p, k, rows, visible, neighbours)
+            eps[rows] = _kth_seen(p, k, rows, visible, None, neighbours)
     kk = cxy.astype(np.float64)  # rule 1: the closed zero-radius ball, i included
     nx1, ny1 = cx.astype(np.float64), cy.astype(np.float64)
     if cont.size:
@@ -250,13 +251,9 @@ def _ksg_terms(p: knn.Prepared, k: int, neighbours: str) -> np.ndarray:
     return digamma(kk) + digamma(n) - digamma(nx1) - digamma(ny1)
 
 
-def _mixed_terms(p: knn.Prepared, codes: np.ndarray, k: int, neighbours: str, atoms: bool = True,
-                 radius: np.ndarray | None = None) -> np.ndarray:
-    """Per-point terms of Ross's estimator (codes 0..C-1, every class >= 2 points).
-
-    `radius`, when given, is each point's k-th within-class distance (already computed; the
-    data then have no atoms); `atoms=False` skips the search for atoms (continuous data).
-    """
+def _mixed_terms(p: knn.Prepared, codes: np.ndarray, k: int, neighbours: str, atoms: bool = True) -> np.ndarray:
+    """Per-point terms of Ross's estimator (codes 0..C-1, every class >= 2 points);
+    `atoms=False` skips the search for atoms (continuous data)."""
     n = p.n
     sizes = np.bincount(codes)
     k_i = np.minimum(k, sizes[codes] - 1).astype(np.float64)
@@ -266,15 +263,14 @@ def _mixed_terms(p: knn.Prepared, codes: np.ndarray, k: int, neighbours: str, at
     else:
         xid, cx, c_in = np.full(n, -1), np.ones(n, dtype=np.int64), np.ones(n, dtype=np.int64)
     cont = np.flatnonzero(c_in <= k_i)  # rule 1 for the others
-    if radius is None:
-        radius = np.zeros(n)
-        for c in range(sizes.size):
-            rows_c = cont[codes[cont] == c]
-            kc = int(min(k, sizes[c] - 1))
-            for gx in np.unique(xid[rows_c]):  # rule 2
-                rows = rows_c[xid[rows_c] == gx]
-                visible = (codes == c) & ((xid == -1) | (xid == gx))
-                radius[rows] = _kth_seen(p, kc, rows, visible, neighbours)
+    radius = np.zeros(n)
+    for c in range(sizes.size):
+        rows_c = cont[codes[cont] == c]
+        kc = int(min(k, sizes[c] - 1))
+        in_c = codes == c
+        for gx in np.unique(xid[rows_c]):  # rule 2
+            rows = rows_c[xid[rows_c] == gx]
+            radius[rows] = _kth_seen(p, kc, rows, in_c & ((xid == -1) | (xid == gx)), in_c, neighbours)
     # rule 1: k_i = copies of x_i in its class, m_i = copies overall (i included)
     k_all = np.where(c_in > k_i, c_in, k_i).astype(np.float64)
     m = np.where(c_in > k_i, cx, 0).astype(np.float64)
