@@ -98,7 +98,11 @@ class Prepared:
 
 
 def prepare(blocks, norm: str) -> Prepared:
-    """Join the float64 arrays `blocks` ((n, d_b) each, one per variable) into a `Prepared`."""
+    """Join the float64 arrays `blocks` ((n, d_b) each, one per variable) into a `Prepared`.
+
+    When every variable has one non-constant column, "euclidean" is the max-norm (|a - b| in
+    each), and is prepared as such: the kd-tree can then serve it.
+    """
     cols, ends, end = [], [], 0
     for a in blocks:
         w = a.max(axis=0) - a.min(axis=0)
@@ -110,8 +114,9 @@ def prepare(blocks, norm: str) -> Prepared:
             cols.append(a[:, keep[np.argsort(-w[keep], kind="stable")]])
             end += keep.size
         ends.append(end)
+    widths = np.diff(np.r_[0, ends])
     return Prepared(np.ascontiguousarray(np.hstack(cols), dtype=np.float64),
-                    np.asarray(ends, dtype=np.int64), norm == "euclidean")
+                    np.asarray(ends, dtype=np.int64), norm == "euclidean" and bool(np.any(widths > 1)))
 
 
 def _use_kdtree(p: Prepared, neighbours: str, max_dim: int) -> bool:
