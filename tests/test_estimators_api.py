@@ -47,7 +47,7 @@ def fake_module(monkeypatch):
 
 # ---------------------------------------------------------------- method names
 def test_methods_and_alias():
-    assert METHODS == ("binning", "kde", "kraskov", "mine")
+    assert METHODS == ("binning", "kde", "kraskov", "mine", "renyi", "sp")
     assert canonical_method("ksg") == "kraskov"
     assert canonical_method(" KSG ") == "kraskov"
     assert canonical_method("Binning") == "binning"
@@ -236,18 +236,23 @@ def test_information_plane_kraskov_passes_params_and_columns(fake_module):
     np.testing.assert_array_equal(larg, labels)
 
 
-def test_information_plane_mine_passes_params_and_one_hot_labels(fake_module):
-    calls = fake_module("mine", mine_mi=0.75)
+def test_information_plane_mine_passes_params_and_flags(fake_module):
+    from ibcli.estimators.mine import MinePlanePoint
+
+    point = MinePlanePoint(noise_var=0.5, i_xt_nats=0.75, i_ty_nats=0.25, i_xt_sd_nats=0.1, i_ty_sd_nats=0.2,
+                           i_xt_se_nats=0.05, i_ty_se_nats=0.1, flag="i_ty unsettled (1 of 2 seeds)",
+                           ceiling_nats=1.0, seconds=0.0)
+    calls = fake_module("mine", mine_information_plane=[point])
     t = np.ones((10, 2))
-    x = np.zeros((10, 3))
     labels = np.arange(10) % 5
-    (p,) = information_plane(t, labels, "mine", x=x, mine_steps=7, seed=2, device="cpu")
-    assert (p.i_xt_nats, p.i_ty_nats) == (0.75, 0.75)
-    (_, (xa, tz), kw1), (_, (tz2, onehot), kw2) = calls
-    assert kw1 == kw2 and (kw1["steps"], kw1["seed"], kw1["device"]) == (7, 2, "cpu")
-    np.testing.assert_array_equal(onehot, np.eye(5)[labels])
+    (p,) = information_plane(t, labels, "mine", noise_var=(0.5,), mine_steps=7, mine_seeds=2, seed=2, device="cpu")
+    assert (p.i_xt_nats, p.i_ty_nats, p.params) == (0.75, 0.25, {"noise_var": 0.5})
+    assert p.values == {"i_xt_se": 0.05, "i_ty_se": 0.1, "i_xt_sd": 0.1, "i_ty_sd": 0.2,
+                        "flag": "i_ty unsettled (1 of 2 seeds)"}  # no baseline asked: those columns stay empty
+    ((_, (targ, larg, nv), kw),) = calls
+    assert nv == (0.5,) and (kw["steps"], kw["seeds"], kw["seed"], kw["device"], kw["baseline"]) == (7, 2, 2, "cpu", 0)
     with pytest.raises(EstimatorInputError, match="has no parameter 'mine_seed'"):
-        information_plane(t, labels, "mine", x=x, seed=1, mine_seed=1)
+        information_plane(t, labels, "mine", seed=1, mine_seed=1)
 
 
 def test_information_plane_checks_its_inputs():
@@ -259,7 +264,7 @@ def test_information_plane_checks_its_inputs():
         (lambda: information_plane(t, labels[:-1], "kde"), "t has 20 rows but labels has 19"),
         (lambda: information_plane(t, labels, "kraskov", x=np.zeros((19, 2))), "t has 20 rows but x has 19"),
         (lambda: information_plane(bad, labels, "kde"), "t has 1 NaN"),
-        (lambda: information_plane(t, labels, "mine", x=np.full((20, 2), np.inf)), "x has 0 NaN and 40 inf"),
+        (lambda: information_plane(t, labels, "renyi", x=np.full((20, 2), np.inf)), "x has 0 NaN and 40 inf"),
         (lambda: information_plane(t, labels, "kde", noise_var=(0.1, -1.0)), "--noise-var must be positive"),
         (lambda: information_plane(t, labels, "nope"), "unknown estimator method"),
         (lambda: information_plane(np.zeros((20, 3, 1)), labels, "kde"), "dimensions"),

@@ -245,6 +245,8 @@ def test_bad_noise_raises():
         sp_terms(t, [0, 0, 1, 1], np.zeros((4, 3, 5)), 0.1)
     with pytest.raises(EstimatorInputError, match="NaN"):
         sp_terms(t, [0, 0, 1, 1], np.full((4, 3, 2), np.nan), 0.1)
+    with pytest.raises(EstimatorInputError, match="numeric"):
+        sp_terms(t, [0, 0, 1, 1], [[[0.0, 1.0]], [[0.0]], "a", None], 0.1)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")

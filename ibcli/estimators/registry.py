@@ -14,6 +14,7 @@ from .kde import KDEEstimator
 from .ksg import KSGEstimator
 from .mine import MINEEstimator
 from .renyi import RenyiEstimator
+from .sp import SampleNoiseEstimator
 
 __all__ = ["ESTIMATORS", "METHODS", "ALIASES", "get", "canonical_method", "all_params", "result_columns"]
 
@@ -23,6 +24,7 @@ ESTIMATORS: tuple[Estimator, ...] = (
     KSGEstimator(),
     MINEEstimator(),
     RenyiEstimator(),
+    SampleNoiseEstimator(),
 )
 
 METHODS: tuple[str, ...] = tuple(e.name for e in ESTIMATORS)

@@ -316,7 +316,10 @@ def sp_terms(t, labels, noise, noise_vars=(0.1,), *, chunk_size: int | None = No
         bad chunk_size, unknown or unavailable device.
     """
     arr, codes, nv, cs, nw = _prepare(t, labels, noise_vars, chunk_size, workers, device)
-    eps = np.asarray(noise, dtype=np.float64) if not hasattr(noise, "detach") else noise.detach().cpu().numpy()
+    try:
+        eps = np.asarray(noise.detach().cpu() if hasattr(noise, "detach") else noise, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise EstimatorInputError("noise must be a numeric array of shape (N, M, d)") from None
     if eps.ndim != 3 or eps.shape[0] != arr.shape[0] or eps.shape[2] != arr.shape[1] or eps.shape[1] < 1:
         raise EstimatorInputError(
             f"noise must have shape (N, M, d) = ({arr.shape[0]}, M >= 1, {arr.shape[1]}); got {tuple(eps.shape)}")
@@ -408,7 +411,7 @@ def _stratified(terms: np.ndarray) -> tuple[float, float, float]:
 # --------------------------------------------------------------------------- adapter
 NOISE_SAMPLES = Param(
     "noise_samples", int, DEFAULT_NOISE_SAMPLES,
-    "sp: noise draws per probe sample, even (antithetic pairs); se ~ 1/sqrt(N x this), cost ~ this", low=4)
+    "noise draws per probe sample, even (antithetic pairs); se ~ 1/sqrt(N x this), cost ~ this", low=4)
 
 
 class SampleNoiseEstimator(Estimator):
