@@ -567,7 +567,8 @@ def ksg_information_plane(t, labels, noise_vars=(0.1,), *, k: int = 3, draws: in
         not trusted anyway, and the searches cost O((N M)^2 d) there).
     repeats : int >= 1, R sets of independent draws (the reported value is their mean).
     baseline : int >= 0, B sets of null data.
-    seed : int, seeds every draw (the same draws serve every s2).
+    seed : int >= 0, seeds every draw (the same draws serve every s2 and, for the entropy of
+        the draws alone, every layer of the same width).
     norm : "max" (default) | "euclidean"; neighbours : "auto" | "kdtree" | "brute".
 
     Returns
