@@ -16,11 +16,11 @@ import math
 
 import numpy as np
 import pytest
+from scipy.special import digamma
 
-from ibcli.estimators import entropy, mutual_information
-from ibcli.estimators import knn
+from ibcli.estimators import entropy, knn, mutual_information
 from ibcli.estimators.errors import EstimatorInputError
-from ibcli.estimators.ksg import ksg_entropy, ksg_mi, ksg_mixed_mi
+from ibcli.estimators.ksg import _ksg_terms, ksg_entropy, ksg_mi, ksg_mixed_mi
 
 
 # ---------------------------------------------------------------------------
@@ -269,16 +269,13 @@ def test_mixed_x_zero_on_one_class():
 
 
 def test_foreign_atoms_are_not_neighbours():
-    """A continuous point never counts a foreign atom's copies: adding an atom far in y but
-    inside x's neighbourhoods changes the continuous points' terms only through N."""
-    from ibcli.estimators.ksg import _ksg_terms
-
+    """A continuous point never sees a foreign atom's copies: adding an atom (500 copies of
+    (0, 0), in the middle of both variables' values) changes the continuous points' terms only
+    through psi(N)."""
     x, y = noisy_copy(1500, 1, seed=27)
-    xa = np.vstack([x, np.zeros((500, 1))])  # atom at x = 0, in the middle of x's values
-    ya = np.vstack([y, np.full((500, 1), 0.0)])
+    xa, ya = np.vstack([x, np.zeros((500, 1))]), np.vstack([y, np.zeros((500, 1))])
     terms = _ksg_terms(knn.prepare([xa, ya], "euclidean"), 3, "auto")
     alone = _ksg_terms(knn.prepare([x, y], "euclidean"), 3, "auto")
-    from scipy.special import digamma
     np.testing.assert_allclose(terms[:1500], alone + digamma(2000) - digamma(1500), rtol=0, atol=1e-12)
 
 
@@ -455,7 +452,6 @@ def test_matches_the_benchmarks_ksg_definition():
     of bmi's KSGEnsembleFirstEstimator(neighborhoods=(3,)) (Czyz et al. 2023), here written out
     with SciPy distance matrices (continuous data: no atoms)."""
     from scipy.spatial.distance import cdist
-    from scipy.special import digamma
 
     x, y = sample_gaussian(cov_2x2(), 2, 800, seed=44)
     xs, ys = [(a - a.mean(0)) / a.std(0) for a in (x, y)]
