@@ -159,10 +159,10 @@ def test_kraskov_dispatch_uses_mixed_estimator_for_discrete_y(fake_module):
     assert names == ["ksg_mixed_mi", "ksg_mi", "ksg_mixed_mi", "ksg_mi", "ksg_entropy"]
     _, args, kwargs = calls[1]
     assert args[0].shape == (20, 1) and args[0].dtype == np.float64 and args[1].shape == (20, 1)
-    assert kwargs == {"k": 5, "neighbours": "auto"}
+    assert kwargs == {"k": 5, "norm": "euclidean", "standardize": True, "neighbours": "auto"}
     _, args, _ = calls[2]
     assert args[1].dtype == np.int64 and list(args[1][:4]) == [0, 1, 0, 1]
-    assert calls[4][2] == {"k": 4, "neighbours": "auto"}
+    assert calls[4][2] == {"k": 4, "norm": "max", "neighbours": "auto"}
 
 
 def test_mine_dispatch_one_hot_encodes_discrete_y(fake_module):
@@ -218,33 +218,22 @@ def test_information_plane_kde_one_point_per_noise_variance():
     assert points[0].i_xt_nats > points[1].i_xt_nats > points[2].i_xt_nats
 
 
-def test_information_plane_kraskov_adds_seeded_noise_and_needs_x(fake_module):
-    calls = fake_module("ksg", ksg_mi=1.25, ksg_mixed_mi=0.5)
-    rng = np.random.default_rng(6)
-    t = rng.normal(size=(4000, 3)).astype(np.float32)
-    x = rng.normal(size=(4000, 7))
-    labels = rng.integers(0, 2, 4000)
-    with pytest.raises(EstimatorInputError, match="needs x"):
-        information_plane(t, labels, "kraskov")
-    points = information_plane(t, labels, "ksg", x=x, noise_var=(0.5, 2.0), k=4, seed=11)
-    assert [(p.i_xt_nats, p.i_ty_nats) for p in points] == [(1.25, 0.5), (1.25, 0.5)]
-    assert [p.params["noise_var"] for p in points] == [0.5, 2.0]
-    (n1, (xa, tz1s), kw1), (n2, (tz1, lab), _), _, (_, (tz2, _), _) = calls
-    assert (n1, n2) == ("ksg_mi", "ksg_mixed_mi") and kw1 == {"k": 4}
+def test_information_plane_kraskov_passes_params_and_columns(fake_module):
+    from ibcli.estimators.ksg import KSGPlanePoint
 
-    def unit(a):  # each space divided by its RMS coordinate standard deviation
-        return a / np.sqrt(np.mean(a.var(axis=0)))
-
-    np.testing.assert_allclose(xa, unit(x), rtol=1e-12)
-    np.testing.assert_allclose(tz1s, unit(tz1), rtol=1e-12)  # the same T+Z for I(X;T+Z) and I(T+Z;Y)
-    np.testing.assert_array_equal(lab, labels)
-    z1 = tz1 - t.astype(np.float64)
-    z2 = tz2 - t.astype(np.float64)
-    assert z1.var() == pytest.approx(0.5, rel=0.05) and z2.var() == pytest.approx(2.0, rel=0.05)
-    np.testing.assert_allclose(z2, z1 * 2.0, rtol=1e-9, atol=1e-9)  # one draw, scaled by sqrt(s2)
-    again = information_plane(t, labels, "ksg", x=x, noise_var=(0.5,), k=4, seed=11)
-    assert again[0].i_xt_nats == 1.25
-    np.testing.assert_array_equal(calls[-1][1][0], tz1)  # same seed, same noise
+    point = KSGPlanePoint(noise_var=0.5, i_xt=1.25, i_ty=0.5, i_xt_unclipped=1.25, i_ty_unclipped=0.5,
+                          i_xt_sd=0.1, i_ty_sd=0.2, i_xt_se=0.05, i_ty_se=0.1, i_xt_baseline=None,
+                          i_xt_baseline_q95=None, i_ty_baseline=None, i_ty_baseline_q95=None,
+                          flag="too wide", ceiling=3.0, h_y=0.69)
+    calls = fake_module("ksg", ksg_information_plane=[point])
+    t = np.zeros((20, 3), dtype=np.float32)
+    labels = np.arange(20) % 2
+    (p,) = information_plane(t, labels, "ksg", noise_var=(0.5,), k=4, repeats=3, ksg_draws=2, seed=11)
+    assert (p.i_xt_nats, p.i_ty_nats, p.params) == (1.25, 0.5, {"noise_var": 0.5})
+    assert p.values == {"i_xt_sd": 0.1, "i_ty_sd": 0.2, "i_xt_se": 0.05, "i_ty_se": 0.1, "flag": "too wide"}
+    ((_, (targ, larg, nv), kw),) = calls
+    assert nv == (0.5,) and kw == {"k": 4, "draws": 2, "repeats": 3, "baseline": 0, "seed": 11}
+    np.testing.assert_array_equal(larg, labels)
 
 
 def test_information_plane_mine_passes_params_and_flags(fake_module):
@@ -275,7 +264,7 @@ def test_information_plane_checks_its_inputs():
         (lambda: information_plane(t, labels[:-1], "kde"), "t has 20 rows but labels has 19"),
         (lambda: information_plane(t, labels, "kraskov", x=np.zeros((19, 2))), "t has 20 rows but x has 19"),
         (lambda: information_plane(bad, labels, "kde"), "t has 1 NaN"),
-        (lambda: information_plane(t, labels, "kraskov", x=np.full((20, 2), np.inf)), "x has 0 NaN and 40 inf"),
+        (lambda: information_plane(t, labels, "renyi", x=np.full((20, 2), np.inf)), "x has 0 NaN and 40 inf"),
         (lambda: information_plane(t, labels, "kde", noise_var=(0.1, -1.0)), "--noise-var must be positive"),
         (lambda: information_plane(t, labels, "nope"), "unknown estimator method"),
         (lambda: information_plane(np.zeros((20, 3, 1)), labels, "kde"), "dimensions"),

@@ -1,67 +1,120 @@
-"""k-nearest-neighbour estimators with the max-norm (Chebyshev distance), in nats.
+"""k-nearest-neighbour estimators of mutual information and entropy, in nats.
 
-- `ksg_mi(x, y, k)`: Kraskov, Stoegbauer & Grassberger (2004), algorithm 1:
+- `ksg_mi(x, y, k)`: Kraskov, Stoegbauer & Grassberger (2004), algorithm 1 (eq. 8):
       I = psi(k) + psi(N) - < psi(n_x + 1) + psi(n_y + 1) >
-  eps_i = max-norm distance from point i to its k-th neighbour in the joint space
-  (x, y); n_x(i) = number of points j != i strictly closer than eps_i in the x
-  marginal, n_y(i) likewise in y.
-- `ksg_mixed_mi(x, labels, k)`: Ross (2014), the continuous-discrete estimator that
-  scikit-learn's `mutual_info_classif` uses for one feature, generalised to a vector
-  x with the max-norm:
+  eps_i = distance from point i to its k-th neighbour in the joint space, where the joint
+  distance is the larger of the x-distance and the y-distance (as in the paper);
+  n_x(i) = number of points j != i strictly closer than eps_i in x, n_y(i) likewise in y.
+- `ksg_mixed_mi(x, labels, k)`: Ross (2014, eq. 2), the continuous-discrete estimator that
+  scikit-learn's `mutual_info_classif` uses for one feature, generalised to a vector x:
       I = psi(N) - < psi(N_c(i)) > + < psi(k_i) > - < psi(m_i) >
   d_i = distance to the k_i-th neighbour among the points of i's class,
   k_i = min(k, N_c(i) - 1); m_i = number of points of any class (i itself included)
-  strictly closer than d_i (the points at distance 0 when d_i = 0, as scikit-learn
-  counts them). Classes with one sample are dropped, and N counts what remains.
-  The raw estimate is returned (scikit-learn clips its value at 0; we do not).
-- `ksg_entropy(x, k)`: Kozachenko-Leonenko with the max-norm, whose unit ball has
-  volume 2^d:  H = psi(N) - psi(k) + d * < ln(2 r_i) >, r_i the k-th neighbour distance.
+  strictly closer than d_i. Classes with one sample are dropped; N counts what remains.
+- `ksg_entropy(x, k)`: Kozachenko-Leonenko (Kraskov et al. 2004, eq. 20):
+  H = psi(N) - psi(k) + ln V_d + d < ln r_i >, r_i the k-th neighbour distance, V_d the
+  volume of the unit ball of the norm.
+- `ksg_information_plane(t, labels, noise_vars)`: I(X; T+Z) and I(T+Z; Y) of one layer on
+  the probe set, X the probe index (see "The information plane" below).
 
-Neighbour search
-----------------
-`neighbours="kdtree"`: scipy's cKDTree with p=inf (fast in low dimension).
-`neighbours="brute"`: every pair. With numba (compiled on first use, then cached on
-disk): parallel kernels over tiles of rows, O(N d) memory, that stop scanning a
-pair's coordinates as soon as the pair is known to be too far (exact pruning, no
-approximation); constant columns are dropped and the widest columns scanned first.
-Without numba: torch.cdist(p=inf) over row blocks, memory bounded by
-`_BRUTE_BLOCK_BYTES` (same results, several times slower). `"auto"` uses the
-kd-tree in low dimension (`KDTREE_MAX_DIM_KNN`, `KDTREE_MAX_DIM_COUNT`), brute
-force above.
+The norm within each variable
+-----------------------------
+`norm="euclidean"` (the default of the MI estimators): the Euclidean distance within x and
+within y; the joint distance is the larger of the two, as algorithm 1 requires. Kraskov et
+al. (2004, section II) allow any norm within each variable; this is the benchmark's choice
+(Czyz et al. 2023, `KSGEnsembleFirstEstimator`) and it loses less to the known downward bias
+in higher dimension. `norm="max"`: the max-norm over every coordinate (kd-trees, fast in
+low dimension).
 
-Every path converts the data to float64 (exact for float32 input), computes a
-distance as max_t |a_t - b_t| in float64, and decides "strictly closer than eps"
-on those same values, so the kd-tree and brute paths give identical counts on the
-same data, ties included. Exact ties (ReLU zeros, saturated units, duplicate
-points) are legal: eps_i = 0 gives n_x(i) = 0, so every digamma argument is >= 1 and
-the result is finite.
+Units: standardisation
+----------------------
+`standardize=True` (the default): every column of x and of y is shifted to mean 0 and divided
+by its standard deviation (a constant column is only shifted) before anything else. This is
+an invertible map of each coordinate, so the true I is unchanged, while the distances compare
+coordinates, so without it the estimate depends on their units (I(1000 x; y) would come out
+as 0). Rescaling a column by any a != 0 then gives the same estimate up to rounding.
+
+Ties and atoms
+--------------
+An *atom* of a variable is a value that more than k samples share exactly (ReLU zeros,
+saturated units, a constant column, discrete data). Distances and counts are otherwise those
+of the papers; atoms follow two rules, both of which vanish for continuous data:
+
+1. Zero radius, closed ball. When point i has at least k exact copies in the joint space
+   (ksg_mi) or within its class (ksg_mixed_mi), its k-th neighbour distance is 0 and the
+   strict counts of the paper are empty; its ball is then taken closed, i itself included:
+   ksg_mi uses psi(c_xy) + psi(N) - psi(c_x) - psi(c_y), c = the number of copies of (x_i, y_i),
+   x_i and y_i (i included), i.e. the plug-in pointwise information of the atom; ksg_mixed_mi
+   uses k_i = copies of x_i in its class and m_i = copies of x_i overall. So x constant gives
+   exactly 0, and an x that is 0 on one of two equiprobable classes gives ln 2.
+   (Gao, Kannan, Oh & Viswanath 2017 take the same zero-radius ball, counting i out.)
+2. Foreign atoms are not neighbours. Point i does not see the copies of an atom other than
+   its own value: they are left out of its neighbour search and of its counts. An atom
+   carries probability mass, not density, and counting it in the ball of a continuous
+   point near it would credit that point with the atom's mass. Points that share i's own
+   atom are seen (at distance 0), so an atom in one variable with a continuous other
+   variable gives the conditional density of the latter, as it should.
+Exact ties at a positive distance (quantised data) are left as the papers define them:
+the k-th distance, strict counts.
+
+The information plane
+---------------------
+The probe inputs X are N distinct points, taken uniform: X is a discrete index, and
+T = f(X) is deterministic, so I(X;T) is ln N or infinite. As Saxe et al. (2018) and
+Goldfeld et al. (2019) do, T is observed through Gaussian noise Z ~ N(0, s2 I), and
+`ksg_information_plane` estimates I(X; T+Z) and I(T+Z; Y):
+
+- draws: M independent noise draws per probe input, N*M points v_im = t_i + z_im
+  (M = 2 by default; 1 for a layer flagged too wide, to bound its cost);
+- I(X; T+Z) = h(T+Z) - h(T+Z | X) = h(T+Z) - h(Z) (the noise is independent of X):
+  Kozachenko-Leonenko on the N*M points, minus the same estimator on the very draws z_im
+  that made them. The two estimates share their k-NN bias at this n, d and k, and most of
+  their noise, so the difference keeps neither (a constant layer gives 0 exactly, at any
+  width). Distances between probe inputs are never used: on the probe set they carry
+  nothing (all 4096 inputs of the 12-bit task are 1 apart in the max-norm). Subtracting the
+  closed form d/2 ln(2 pi e s2) instead would leave the k-NN bias: hundreds of bits at
+  d = 1 024;
+- I(T+Z; Y): Ross's estimator on the same N*M points with the probe labels, with
+  min(k, M - 1) neighbours (k when M = 1): a point's class ball then can stay inside its own
+  input's cloud of draws when the inputs lie apart, where I(T+Z; Y) = H(Y); with k > M - 1
+  it must reach other inputs and mixes their labels (0.65 instead of 0.96 bits on the 12-bit
+  task's first layer at s2 = 0.01);
+- repeats: R independent sets of draws; the reported value is the mean, clipped to
+  [0, ln N] (I(X;T+Z)) and [0, H(Y)] (I(T+Z;Y), H(Y) the probe labels' entropy), with the
+  sd over the repeats and se = sd / sqrt(R);
+- baseline (opt-in): B more sets of draws with the labels shuffled among the N*M points
+  (independent of T+Z: truth 0); the mean and 95 % quantile of I(T+Z; Y) on them show the
+  estimator's bias and spread at zero information for this layer. I(X; T+Z) has no such
+  baseline: its estimate never looks at which input a point came from (a shuffled pairing
+  would change nothing), and its null, a constant layer, gives 0 by construction;
+- flag: a layer wider than `max_width(N)` coordinates is flagged "too wide": k-NN
+  estimates need a number of points exponential in the dimension (about 2.5 per axis
+  here), and on the 12-bit task they are off by more than 10 % from width 10 on at
+  s2 = 0.01. Its value is computed the same way (one draw per input) and clipped to the
+  same range.
+
+The neighbour searches are exact (`knn.py`); their paths agree to the last bit for the
+max-norm, ties included.
 """
 
 from __future__ import annotations
 
 import math
-import threading
+from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import digamma
+from scipy.special import digamma, gammaln
 
+from . import knn
 from ._validation import as_2d_float, as_labels
 from .errors import EstimatorInputError
-from .interface import NOISE_VAR, Estimator, Param, PlanePoint
+from .interface import BASELINE_COLUMNS, FLAG_COLUMN, NOISE_VAR, SD_COLUMNS, SE_COLUMNS, Estimator, Param, PlanePoint
 
-__all__ = ["ksg_mi", "ksg_mixed_mi", "ksg_entropy", "NEIGHBOURS", "KSGEstimator"]
+__all__ = ["ksg_mi", "ksg_mixed_mi", "ksg_entropy", "ksg_information_plane", "KSGPlanePoint", "max_width",
+           "NEIGHBOURS", "NORMS", "KSGEstimator"]
 
-NEIGHBOURS = ("auto", "kdtree", "brute")
-# "auto": kd-tree for the k-th-neighbour search in up to this many coordinates, and
-# for the "strictly closer than eps" counts in up to KDTREE_MAX_DIM_COUNT (the radii
-# come from the joint space, so the balls are large and trees lose sooner); brute
-# force above. Crossovers measured on 2 cores at N = 5 000 and 10 000.
-KDTREE_MAX_DIM_KNN = 12
-KDTREE_MAX_DIM_COUNT = 3
-# Memory bound of one block of the torch fallback's distance matrix (bytes).
-_BRUTE_BLOCK_BYTES = 256 * 2**20
-# Rows per tile of the numba kernels.
-_TILE_ROWS = 32
+NEIGHBOURS = knn.NEIGHBOURS
+NORMS = knn.NORMS
 
 
 # ---------------------------------------------------------------------------
@@ -99,388 +152,550 @@ def _check_k(k, n: int, fn: str) -> int:
     return int(k)
 
 
-def _check_neighbours(neighbours, fn: str) -> str:
-    if neighbours not in NEIGHBOURS:
-        raise EstimatorInputError(f"{fn}: neighbours must be one of {', '.join(NEIGHBOURS)}, got {neighbours!r}")
-    return neighbours
+def _check_choice(value, allowed, what: str, fn: str):
+    if not isinstance(value, str) or value not in allowed:
+        raise EstimatorInputError(f"{fn}: {what} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def _check_search(norm, neighbours, fn: str) -> tuple[str, str]:
+    norm = _check_choice(norm, NORMS, "norm", fn)
+    neighbours = _check_choice(neighbours, NEIGHBOURS, "neighbours", fn)
+    if neighbours == "kdtree" and norm != "max":
+        raise EstimatorInputError(f"{fn}: the kd-tree serves the max-norm only; use norm='max' or neighbours='auto'")
+    return norm, neighbours
+
+
+def _labels(labels, n: int, fn: str) -> np.ndarray:
+    """Class codes 0..C-1 of shape (n,)."""
+    lab = np.asarray(labels)
+    if lab.ndim == 2 and lab.shape[1] == 1:
+        lab = lab[:, 0]
+    if lab.ndim != 1:
+        raise EstimatorInputError(f"{fn}: labels must be 1-d (n,), got shape {lab.shape}")
+    if lab.shape[0] != n:
+        raise EstimatorInputError(f"{fn}: x and labels must have the same number of samples, got {n} and {lab.shape[0]}")
+    if lab.dtype.kind == "f" and not np.all(np.isfinite(lab)):
+        raise EstimatorInputError(f"{fn}: labels must be finite, got NaN/inf")
+    return np.unique(lab, return_inverse=True)[1].reshape(-1)
 
 
 def _standardize(a: np.ndarray) -> np.ndarray:
-    """Each column to mean 0 and standard deviation 1 (constant columns to 0)."""
+    """Each column to mean 0 and standard deviation 1 (a constant column to 0, not divided)."""
     sd = a.std(axis=0)
     return (a - a.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 
 
-def _use_kdtree(neighbours: str, dim: int, max_dim: int) -> bool:
-    return neighbours == "kdtree" or (neighbours == "auto" and dim <= max_dim)
+# ---------------------------------------------------------------------------
+# Atoms (see the module notes)
+# ---------------------------------------------------------------------------
+
+def _copies(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(value id, number of rows equal to it, itself included) per row; -0.0 == 0.0."""
+    _, inverse, counts = np.unique(a + 0.0, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    return inverse, counts[inverse]
+
+
+def _atoms(a: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(atom id per row, -1 where the value is not an atom; copies per row)."""
+    ids, copies = _copies(a)
+    return np.where(copies > k, ids, -1), copies
+
+
+def _count_seen(p: knn.Prepared, ids: np.ndarray, copies: np.ndarray, rows: np.ndarray, r: np.ndarray,
+                neighbours: str) -> np.ndarray:
+    """For each point in `rows` (r > 0): the points it sees strictly closer than r, itself
+    included: every non-atom point, plus the copies of its own atom (all at distance 0)."""
+    plain = ids == -1
+    base = p if plain.all() else p.rows(np.flatnonzero(plain))
+    queries = p.a if rows.size == p.n else p.a[rows]  # rows are sorted: all of them is p.a
+    seen = knn.count(base, queries, r, neighbours)  # a non-atom query counts itself here
+    return seen + np.where(ids[rows] >= 0, copies[rows], 0)
+
+
+def _kth_seen(p: knn.Prepared, k: int, rows: np.ndarray, visible: np.ndarray, fallback: np.ndarray | None,
+              neighbours: str) -> np.ndarray:
+    """k-th neighbour distance of `rows` among the `visible` points (a boolean mask that holds
+    `rows`); with k or fewer visible others, among the `fallback` points (None: all of p)."""
+    data = np.flatnonzero(visible)
+    if data.size <= k:
+        data = np.arange(p.n) if fallback is None else np.flatnonzero(fallback)
+    if data.size == p.n:
+        return knn.kth(p, k, rows, neighbours)
+    return knn.kth(p.rows(data), k, np.searchsorted(data, rows), neighbours)
 
 
 # ---------------------------------------------------------------------------
-# The two primitives, each with a kd-tree and a brute-force implementation
-#   kth_distance(z, k)[i] = k-th smallest max-norm distance from z_i to z_j, j != i
-#   count_closer(a, r)[i] = #{j != i : max-norm distance(a_i, a_j) < r_i}
-# Data, distances and radii are float64.
+# The estimators' per-point terms
 # ---------------------------------------------------------------------------
 
-def _kth_kdtree(z: np.ndarray, k: int) -> np.ndarray:
-    from scipy.spatial import cKDTree
-
-    # k + 1: the point itself comes back at distance 0 (or a duplicate does, which
-    # is the same value); the last column is the k-th distance among the others.
-    dist, _ = cKDTree(z).query(z, k=k + 1, p=np.inf, workers=-1)
-    return np.ascontiguousarray(dist[:, -1], dtype=np.float64)
-
-
-def _count_kdtree(a: np.ndarray, r: np.ndarray) -> np.ndarray:
-    from scipy.spatial import cKDTree
-
-    pos = r > 0
-    counts = np.zeros(len(r), dtype=np.int64)
-    if np.any(pos):
-        # dist <= nextafter(r, 0)  <=>  dist < r  (distances are floats); the point
-        # itself (distance 0 < r) is counted by the tree and removed here.
-        radius = np.nextafter(r[pos], 0.0)
-        found = cKDTree(a).query_ball_point(a[pos], r=radius, p=np.inf, return_length=True, workers=-1)
-        counts[pos] = np.asarray(found, dtype=np.int64) - 1
-    return counts
-
-
-_NUMBA_KERNELS = None  # (kth, count) once compiled; False when numba is unavailable
-# One parallel kernel at a time: numba's workqueue threading layer (the one used when
-# neither OpenMP nor TBB is there) aborts the process on concurrent launches.
-_KERNEL_LOCK = threading.Lock()
+def _ksg_terms(p: knn.Prepared, k: int, neighbours: str) -> np.ndarray:
+    """Per-point terms of KSG algorithm 1 (their mean is the estimate); p = joint (x, y)."""
+    n = p.n
+    px, py = p.block(0), p.block(1)
+    xid, cx = _atoms(px.a, k)
+    yid, cy = _atoms(py.a, k)
+    _, cxy = _copies(p.a)
+    cont = np.flatnonzero(cxy <= k)  # rule 1 for the others: their k-th distance is 0
+    eps = np.zeros(n)
+    if cont.size:
+        pairs, which = np.unique(np.stack([xid[cont], yid[cont]], axis=1), axis=0, return_inverse=True)
+        which = which.reshape(-1)
+        for g, (gx, gy) in enumerate(pairs):  # rule 2: each point sees its own atoms only
+            rows = cont[which == g]
+            visible = ((xid == -1) | (xid == gx)) & ((yid == -1) | (yid == gy))
+            eps[rows] = _kth_seen(p, k, rows, visible, None, neighbours)
+    kk = cxy.astype(np.float64)  # rule 1: the closed zero-radius ball, i included
+    nx1, ny1 = cx.astype(np.float64), cy.astype(np.float64)
+    if cont.size:
+        kk[cont] = k
+        nx1[cont] = _count_seen(px, xid, cx, cont, eps[cont], neighbours)  # n_x + 1
+        ny1[cont] = _count_seen(py, yid, cy, cont, eps[cont], neighbours)
+    return digamma(kk) + digamma(n) - digamma(nx1) - digamma(ny1)
 
 
-def _numba_kernels():
-    """Compile (or load from numba's cache) the brute-force kernels; None without numba."""
-    global _NUMBA_KERNELS
-    if _NUMBA_KERNELS is None:
-        try:
-            from numba import njit, prange
-        except Exception:  # ImportError, or a numba that fails to load
-            _NUMBA_KERNELS = False
-            return None
-
-        # Rows are processed in tiles of `ti`: each row j read from memory serves the
-        # whole tile while it is in cache (about 2x faster than row by row).
-        @njit(parallel=True, cache=True)
-        def kth_kernel(z, k, ti, out):  # pragma: no cover - compiled
-            n, d = z.shape
-            for tile in prange((n + ti - 1) // ti):
-                i0 = tile * ti
-                m = min(n, i0 + ti) - i0
-                best = np.full((m, k), np.inf)  # per row: the k smallest distances, ascending
-                for j in range(n):
-                    for ii in range(m):
-                        i = i0 + ii
-                        if j == i:
-                            continue
-                        thr = best[ii, k - 1]
-                        dist = 0.0
-                        for t in range(d):
-                            v = abs(z[i, t] - z[j, t])
-                            if v > dist:
-                                dist = v
-                                if dist >= thr:  # cannot enter the k smallest: stop
-                                    break
-                        if dist < thr:
-                            p = k - 1
-                            while p > 0 and best[ii, p - 1] > dist:
-                                best[ii, p] = best[ii, p - 1]
-                                p -= 1
-                            best[ii, p] = dist
-                for ii in range(m):
-                    out[i0 + ii] = best[ii, k - 1]
-
-        @njit(parallel=True, cache=True)
-        def count_kernel(a, r, span, ti, out):  # pragma: no cover - compiled
-            n, d = a.shape
-            for tile in prange((n + ti - 1) // ti):
-                i0 = tile * ti
-                i1 = min(n, i0 + ti)
-                for i in range(i0, i1):
-                    out[i] = 0
-                for j in range(n):
-                    for i in range(i0, i1):
-                        ri = r[i]
-                        # ri <= 0: nothing is closer; ri > span: everything is (set below)
-                        if j == i or ri <= 0.0 or ri > span:
-                            continue
-                        inside = True
-                        for t in range(d):
-                            if abs(a[i, t] - a[j, t]) >= ri:
-                                inside = False
-                                break
-                        if inside:
-                            out[i] += 1
-                for i in range(i0, i1):
-                    if r[i] > span:
-                        out[i] = n - 1
-
-        _NUMBA_KERNELS = (kth_kernel, count_kernel)
-    return _NUMBA_KERNELS or None
-
-
-def _prepare_brute(a: np.ndarray) -> np.ndarray:
-    """Drop constant columns (they add 0 to every distance) and put the widest
-    columns first, so the early exits of the numba kernels come sooner; the
-    max-norm distance between any two rows is unchanged."""
-    span = a.max(axis=0) - a.min(axis=0)
-    keep = np.flatnonzero(span > 0)
-    if keep.size == 0:
-        keep = np.array([0])
-    order = keep[np.argsort(-span[keep], kind="stable")]
-    return np.ascontiguousarray(a[:, order])
-
-
-def _span(a: np.ndarray) -> float:
-    """The largest distance any pair can have: rounding is monotone, so no computed
-    |a_it - a_jt| exceeds the computed max_t (max a_t - min a_t)."""
-    return float(np.max(a.max(axis=0) - a.min(axis=0)))
-
-
-def _block_rows(n: int, itemsize: int) -> int:
-    # about three (rows x n) temporaries live at once in the torch fallback
-    return int(max(1, min(n, _BRUTE_BLOCK_BYTES // max(1, 3 * n * itemsize))))
-
-
-def _kth_brute(z: np.ndarray, k: int) -> np.ndarray:
-    z = _prepare_brute(z)
-    kernels = _numba_kernels()
-    out = np.empty(z.shape[0], dtype=np.float64)
-    if kernels is not None:
-        with _KERNEL_LOCK:
-            kernels[0](z, k, _TILE_ROWS, out)
-        return out
-    import torch
-
-    for s, e, d in _distance_blocks(z):
-        out[s:e] = torch.kthvalue(d, k, dim=1).values.numpy()
-    return out
-
-
-def _count_brute(a: np.ndarray, r: np.ndarray) -> np.ndarray:
-    a = _prepare_brute(a)
-    r = np.ascontiguousarray(r, dtype=np.float64)
-    kernels = _numba_kernels()
-    out = np.empty(a.shape[0], dtype=np.int64)
-    if kernels is not None:
-        with _KERNEL_LOCK:
-            kernels[1](a, r, _span(a), _TILE_ROWS, out)
-        return out
-    import torch
-
-    rt = torch.from_numpy(r)
-    for s, e, d in _distance_blocks(a):
-        out[s:e] = (d < rt[s:e, None]).sum(dim=1).numpy()
-    return out
-
-
-def _distance_blocks(a: np.ndarray):
-    """Without numba: yield (s, e, D) over row blocks, D the (e - s, n) max-norm
-    distances of rows s..e-1 to all rows, each row's distance to itself set to inf
-    (a point is neither its own neighbour nor counted)."""
-    import torch
-
-    at = torch.from_numpy(a)
-    n = a.shape[0]
-    step = _block_rows(n, a.itemsize)
-    for s in range(0, n, step):
-        e = min(n, s + step)
-        d = torch.cdist(at[s:e], at, p=float("inf"))
-        d[torch.arange(e - s), torch.arange(s, e)] = float("inf")
-        yield s, e, d
-
-
-def _kth(z: np.ndarray, k: int, neighbours: str) -> np.ndarray:
-    return _kth_kdtree(z, k) if _use_kdtree(neighbours, z.shape[1], KDTREE_MAX_DIM_KNN) else _kth_brute(z, k)
-
-
-def _count(a: np.ndarray, r: np.ndarray, neighbours: str) -> np.ndarray:
-    if _use_kdtree(neighbours, a.shape[1], KDTREE_MAX_DIM_COUNT):
-        return _count_kdtree(a, r)
-    return _count_brute(a, r)
+def _mixed_terms(p: knn.Prepared, codes: np.ndarray, k: int, neighbours: str, atoms: bool = True) -> np.ndarray:
+    """Per-point terms of Ross's estimator (codes 0..C-1, every class >= 2 points);
+    `atoms=False` skips the search for atoms (continuous data)."""
+    n = p.n
+    sizes = np.bincount(codes)
+    k_i = np.minimum(k, sizes[codes] - 1).astype(np.float64)
+    if atoms:
+        xid, cx = _atoms(p.a, k)
+        _, c_in = _copies(np.hstack([p.a, codes[:, None].astype(np.float64)]))
+    else:
+        xid, cx, c_in = np.full(n, -1), np.ones(n, dtype=np.int64), np.ones(n, dtype=np.int64)
+    cont = np.flatnonzero(c_in <= k_i)  # rule 1 for the others
+    radius = np.zeros(n)
+    for c in range(sizes.size):
+        rows_c = cont[codes[cont] == c]
+        kc = int(min(k, sizes[c] - 1))
+        in_c = codes == c
+        for gx in np.unique(xid[rows_c]):  # rule 2
+            rows = rows_c[xid[rows_c] == gx]
+            radius[rows] = _kth_seen(p, kc, rows, in_c & ((xid == -1) | (xid == gx)), in_c, neighbours)
+    # rule 1: k_i = copies of x_i in its class, m_i = copies overall (i included)
+    k_all = np.where(c_in > k_i, c_in, k_i).astype(np.float64)
+    m = np.where(c_in > k_i, cx, 0).astype(np.float64)
+    if cont.size:
+        m[cont] = _count_seen(p, xid, cx, cont, radius[cont], neighbours)
+    return digamma(n) - digamma(sizes[codes]) + digamma(k_all) - digamma(m)
 
 
 # ---------------------------------------------------------------------------
 # Public estimators
 # ---------------------------------------------------------------------------
 
-def ksg_mi(x, y, k: int = 3, *, neighbours: str = "auto", standardize: bool = False) -> float:
-    """Mutual information I(X;Y) in nats, KSG algorithm 1 with the max-norm.
+def ksg_mi(x, y, k: int = 3, *, norm: str = "euclidean", standardize: bool = True,
+           neighbours: str = "auto") -> float:
+    """Mutual information I(X;Y) in nats, KSG algorithm 1 (Kraskov et al. 2004, eq. 8).
 
     Parameters
     ----------
     x : array-like, shape (n, d_x) or (n,), real, finite (used as float64).
     y : array-like, shape (n, d_y) or (n,), real, finite.
     k : int >= 1, neighbours in the joint space; n must exceed k.
-    neighbours : "auto" | "kdtree" | "brute"; "auto" takes the kd-tree in low
-        dimension, brute force above (see the module notes).
-    standardize : bool, default False. If True, z-score every column of x and y
-        first (an invertible map, so the true I is unchanged). The max-norm mixes
-        coordinates, so the estimate depends on their relative scales; standardizing
-        removes that dependence. False is KSG algorithm 1 on the data as given.
+    norm : "euclidean" (default) | "max": the distance within x and within y; the joint
+        distance is the larger of the two (module notes).
+    standardize : bool, default True: each column of x and y to mean 0, sd 1 first (a constant
+        column is only shifted); False runs on the data as given, whose units then matter.
+    neighbours : "auto" | "kdtree" | "brute" (module `knn`; the kd-tree serves the max-norm only).
 
     Returns
     -------
-    float, nats. psi(k) + psi(N) - <psi(n_x + 1) + psi(n_y + 1)>; can be slightly
-    negative for independent data; finite for any finite input, ties included.
+    float, nats: psi(k) + psi(N) - <psi(n_x + 1) + psi(n_y + 1)>, with the atom rules of
+    the module notes; can be slightly negative for independent data (not clipped).
 
     Raises
     ------
-    EstimatorInputError: wrong ndim, no columns, different lengths, NaN/inf,
-        n <= k, bad k or neighbours.
+    EstimatorInputError: wrong ndim, no columns, different lengths, NaN/inf, n <= k, bad k,
+        norm or neighbours.
     """
     fn = "ksg_mi"
-    neighbours = _check_neighbours(neighbours, fn)
+    norm, neighbours = _check_search(norm, neighbours, fn)
     xa, ya = _as_2d(x, "x", fn), _as_2d(y, "y", fn)
     if xa.shape[0] != ya.shape[0]:
         raise EstimatorInputError(
             f"{fn}: x and y must have the same number of samples, got {xa.shape[0]} and {ya.shape[0]}"
         )
-    n = xa.shape[0]
-    k = _check_k(k, n, fn)
+    k = _check_k(k, xa.shape[0], fn)
     if standardize:
         xa, ya = _standardize(xa), _standardize(ya)
-    eps = _kth(np.hstack([xa, ya]), k, neighbours)  # joint max-norm = max of the two
-    nx = _count(xa, eps, neighbours)
-    ny = _count(ya, eps, neighbours)
-    mi = digamma(k) + digamma(n) - np.mean(digamma(nx + 1.0) + digamma(ny + 1.0))
-    return float(mi)
+    return float(np.mean(_ksg_terms(knn.prepare([xa, ya], norm), k, neighbours)))
 
 
-def ksg_mixed_mi(x, labels, k: int = 3, *, neighbours: str = "auto", standardize: bool = False) -> float:
+def ksg_mixed_mi(x, labels, k: int = 3, *, norm: str = "euclidean", standardize: bool = True,
+                 neighbours: str = "auto") -> float:
     """Mutual information I(X;Y) in nats between a continuous x and discrete labels
-    (Ross 2014, max-norm; scikit-learn's mutual_info_classif for one feature).
+    (Ross 2014, eq. 2; scikit-learn's mutual_info_classif for one feature).
 
     Parameters
     ----------
     x : array-like, shape (n, d) or (n,), real, finite.
     labels : array-like, shape (n,), class labels (any values np.unique can sort).
-    k : int >= 1; clipped to (class size - 1) per class; classes with a single
-        sample are dropped (N then counts the samples that remain).
+    k : int >= 1; clipped to (class size - 1) per class; classes with a single sample are
+        dropped (N then counts the samples that remain).
+    norm : "euclidean" (default) | "max", the distance within x.
+    standardize : bool, default True: standardize every column of x first (see ksg_mi).
     neighbours : "auto" | "kdtree" | "brute".
-    standardize : bool, default False: z-score every column of x first (see ksg_mi).
 
     Returns
     -------
-    float, nats: psi(N) - <psi(N_c)> + <psi(k_i)> - <psi(m_i)>, not clipped at 0.
+    float, nats: psi(N) - <psi(N_c)> + <psi(k_i)> - <psi(m_i)>, not clipped at 0; atoms as
+    in the module notes (x constant gives 0).
 
     Raises
     ------
-    EstimatorInputError: wrong shapes or lengths, NaN/inf, n <= k, no class with
-        two samples, bad k or neighbours.
+    EstimatorInputError: wrong shapes or lengths, NaN/inf, n <= k, no class with two
+        samples, bad k, norm or neighbours.
     """
     fn = "ksg_mixed_mi"
-    neighbours = _check_neighbours(neighbours, fn)
+    norm, neighbours = _check_search(norm, neighbours, fn)
     xa = _as_2d(x, "x", fn)
-    lab = np.asarray(labels)
-    if lab.ndim == 2 and lab.shape[1] == 1:
-        lab = lab[:, 0]
-    if lab.ndim != 1:
-        raise EstimatorInputError(f"{fn}: labels must be 1-d (n,), got shape {lab.shape}")
-    if lab.shape[0] != xa.shape[0]:
-        raise EstimatorInputError(
-            f"{fn}: x and labels must have the same number of samples, got {xa.shape[0]} and {lab.shape[0]}"
-        )
-    if lab.dtype.kind == "f" and not np.all(np.isfinite(lab)):
-        raise EstimatorInputError(f"{fn}: labels must be finite, got NaN/inf")
+    codes = _labels(labels, xa.shape[0], fn)
     k = _check_k(k, xa.shape[0], fn)
-    _, codes, sizes = np.unique(lab, return_inverse=True, return_counts=True)
-    codes = codes.reshape(-1)
+    sizes = np.bincount(codes)
     keep = sizes[codes] > 1
     if not np.any(keep):
         raise EstimatorInputError(f"{fn}: needs a class with at least 2 samples, got {len(sizes)} singleton classes")
-    xa, codes = xa[keep], codes[keep]
+    xa = xa[keep]
+    codes = np.unique(codes[keep], return_inverse=True)[1].reshape(-1)
     if standardize:
         xa = _standardize(xa)
-    n = xa.shape[0]
-    radius = np.empty(n, dtype=np.float64)
-    k_all = np.empty(n, dtype=np.float64)
-    for c in np.unique(codes):
-        idx = np.flatnonzero(codes == c)
-        kc = min(k, idx.size - 1)
-        radius[idx] = _kth(xa[idx], kc, neighbours)
-        k_all[idx] = kc
-    # m_i counts i itself and every point strictly closer than d_i; when d_i = 0,
-    # the points at distance 0 (as scikit-learn's radius query does): "< tiny".
-    r = np.where(radius > 0, radius, np.nextafter(0.0, 1.0))
-    m = _count(xa, r, neighbours) + 1
-    n_c = np.bincount(codes)[codes]  # class sizes (singletons already dropped)
-    mi = digamma(n) - np.mean(digamma(n_c)) + np.mean(digamma(k_all)) - np.mean(digamma(m))
-    return float(mi)
+    return float(np.mean(_mixed_terms(knn.prepare([xa], norm), codes, k, neighbours)))
 
 
-def ksg_entropy(x, k: int = 3, *, neighbours: str = "auto") -> float:
-    """Differential entropy H(X) in nats, Kozachenko-Leonenko with the max-norm.
+def _log_unit_ball(d: int, norm: str) -> float:
+    """ln of the volume of the unit ball in d dimensions: (2r)^d for the max-norm,
+    pi^(d/2) / Gamma(d/2 + 1) for the Euclidean norm."""
+    return d * math.log(2.0) if norm == "max" else 0.5 * d * math.log(math.pi) - float(gammaln(0.5 * d + 1.0))
 
-    H = psi(N) - psi(k) + d ln 2 + d <ln r_i>, r_i the max-norm distance to the k-th
-    neighbour (the max-norm ball of radius r has volume (2r)^d).
+
+def ksg_entropy(x, k: int = 3, *, norm: str = "max", neighbours: str = "auto") -> float:
+    """Differential entropy H(X) in nats, Kozachenko-Leonenko (Kraskov et al. 2004, eq. 20).
+
+    H = psi(N) - psi(k) + ln V_d + d <ln r_i>, r_i the distance to the k-th neighbour, V_d the
+    volume of the unit ball (2^d for the max-norm, pi^(d/2) / Gamma(d/2 + 1) Euclidean).
+    x : (n, d) or (n,), real, finite; norm : "max" (default) | "euclidean". Not standardized
+    (an entropy depends on the units).
 
     Raises
     ------
-    EstimatorInputError: wrong shape, NaN/inf, n <= k, or duplicate points that make
-        some r_i = 0 (data with atoms has differential entropy -inf: add noise).
+    EstimatorInputError: wrong shape, NaN/inf, n <= k, bad k, norm or neighbours, or
+        duplicate points that make some r_i = 0 (data with atoms has differential entropy
+        -inf: add noise).
     """
     fn = "ksg_entropy"
-    neighbours = _check_neighbours(neighbours, fn)
+    norm, neighbours = _check_search(norm, neighbours, fn)
     xa = _as_2d(x, "x", fn)
     n, d = xa.shape
     k = _check_k(k, n, fn)
-    r = _kth(xa, k, neighbours)
+    p = knn.prepare([xa], norm)
+    r = knn.kth(p, k, neighbours=neighbours)
     zero = int(np.count_nonzero(r <= 0))
     if zero:
         raise EstimatorInputError(
             f"{fn}: x has repeated points ({zero} of {n} have their k={k}-th neighbour at distance 0); "
             "expected continuous data (add small noise)"
         )
-    return float(digamma(n) - digamma(k) + d * math.log(2.0) + d * np.mean(np.log(r)))
+    log_r = 0.5 * np.log(r) if p.squared else np.log(r)  # Euclidean distances come squared
+    return float(digamma(n) - digamma(k) + _log_unit_ball(d, norm) + d * np.mean(log_r))
+
+
+# ---------------------------------------------------------------------------
+# The information plane: I(X; T+Z) and I(T+Z; Y) on the probe set
+# ---------------------------------------------------------------------------
+
+#: A k-NN estimate needs about 2.5 points per coordinate axis: wider layers are flagged.
+POINTS_PER_AXIS = 2.5
+
+
+def max_width(n: int) -> int:
+    """The widest layer (coordinates) whose k-NN estimate on n probe inputs is not flagged:
+    the largest d with n >= 2.5^d (9 at n = 4 096, 10 at n = 10 000)."""
+    d = int(math.floor(math.log(n) / math.log(POINTS_PER_AXIS)))
+    while POINTS_PER_AXIS ** (d + 1) <= n:  # guard the rounding of the logarithms
+        d += 1
+    while d > 0 and POINTS_PER_AXIS ** d > n:
+        d -= 1
+    return max(d, 1)
+
+
+@dataclass(frozen=True)
+class KSGPlanePoint:
+    """One layer's information-plane point at one noise variance, in nats.
+
+    i_xt, i_ty: the mean over the repeats, clipped to [0, ceiling] and [0, h_y].
+    i_xt_unclipped, i_ty_unclipped: that mean before clipping.
+    i_xt_sd, i_ty_sd: sd (ddof=1) over the repeats; i_xt_se, i_ty_se: sd / sqrt(repeats)
+        (None with one repeat).
+    i_ty_baseline, i_ty_baseline_q95: mean and 95 % quantile of I(T+Z; Y) on shuffled labels
+        (truth 0), None without `baseline`; i_xt_baseline, i_xt_baseline_q95: always None
+        (the null of this I(X; T+Z) is 0 by construction; module notes).
+    flag: why the point is not to be read as is ("too wide: ..."), None when it can.
+    ceiling: ln N; h_y: the probe labels' entropy H(Y), the ceiling of I(T;Y).
+    """
+
+    noise_var: float
+    i_xt: float
+    i_ty: float
+    i_xt_unclipped: float
+    i_ty_unclipped: float
+    i_xt_sd: float | None
+    i_ty_sd: float | None
+    i_xt_se: float | None
+    i_ty_se: float | None
+    i_xt_baseline: float | None
+    i_xt_baseline_q95: float | None
+    i_ty_baseline: float | None
+    i_ty_baseline_q95: float | None
+    flag: str | None
+    ceiling: float
+    h_y: float
+
+    def columns(self) -> dict:
+        """The values keyed as `interface` names its shared columns (SD_COLUMNS, SE_COLUMNS,
+        BASELINE_COLUMNS: key = column name without `_bits`, nats; FLAG_COLUMN: "flag")."""
+        keys = ("i_xt_sd", "i_ty_sd", "i_xt_se", "i_ty_se", "i_xt_baseline", "i_xt_baseline_q95",
+                "i_ty_baseline", "i_ty_baseline_q95", "flag")
+        return {key: getattr(self, key) for key in keys}
+
+
+def _check_int(value, name: str, low: int, fn: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise EstimatorInputError(f"{fn}: {name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _noise_vars(noise_vars, fn: str) -> list[float]:
+    values = [noise_vars] if np.isscalar(noise_vars) else list(noise_vars)
+    if not values:
+        raise EstimatorInputError(f"{fn}: noise_vars must hold at least one variance")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v) or v <= 0:
+            raise EstimatorInputError(f"{fn}: every noise variance must be a finite number > 0, got {v!r}")
+        out.append(float(v))
+    return out
+
+
+_REFERENCE_CACHE: dict = {}
+
+
+def _kl_entropy(p: knn.Prepared, d: int, k: int, neighbours: str) -> float:
+    """Kozachenko-Leonenko H in nats of d-dimensional continuous points (no repeated points)."""
+    r = knn.kth(p, k, neighbours=neighbours)
+    log_r = 0.5 * np.log(r) if p.squared else np.log(r)  # Euclidean distances come squared
+    norm = "euclidean" if p.squared else "max"
+    return float(digamma(p.n) - digamma(k) + _log_unit_ball(d, norm) + d * np.mean(log_r))
+
+
+def _reference_entropy(n: int, d: int, k: int, norm: str, seed: np.random.SeedSequence, neighbours: str) -> float:
+    """The KL estimate of h(Z) on the n standard-normal draws that `_noisy_points` makes from
+    `seed` (the same numbers), memoised per process: it depends on (n, d, k, norm, seed) only,
+    so every layer of that width reuses it, at every record."""
+    key = (n, d, k, norm, repr(seed.entropy), tuple(seed.spawn_key))
+    value = _REFERENCE_CACHE.get(key)
+    if value is None:
+        z = np.random.default_rng(seed).standard_normal((n, d))
+        value = _kl_entropy(knn.Prepared(z, np.array([d], dtype=np.int64), norm == "euclidean"), d, k, neighbours)
+        if len(_REFERENCE_CACHE) >= 512:
+            _REFERENCE_CACHE.clear()
+        _REFERENCE_CACHE[key] = value
+    return value
+
+
+def _noisy_points(t_cols: np.ndarray, draws: int, s2: float, seed: np.random.SeedSequence, norm: str) -> knn.Prepared:
+    """N*M points t_i + z_im (rows i*M .. i*M+M-1 belong to input i), z ~ N(0, s2 I), prepared
+    without copies: the noise makes every column non-constant, t_cols is already ordered."""
+    n, d = t_cols.shape
+    v = np.random.default_rng(seed).standard_normal((n * draws, d))
+    v *= math.sqrt(s2)
+    v.reshape(n, draws, d)[:] += t_cols[:, None, :]
+    return knn.Prepared(v, np.array([d], dtype=np.int64), norm == "euclidean")
+
+
+def _plane_ty(p: knn.Prepared, y_rep: np.ndarray, k: int, neighbours: str) -> float:
+    """Ross's estimate of I(T+Z; Y) on the noisy points (continuous: no atoms); a class with a
+    single point is left out, as ksg_mixed_mi does."""
+    sizes = np.bincount(y_rep)
+    keep = sizes[y_rep] > 1
+    if not keep.all():
+        p = p.rows(np.flatnonzero(keep))
+        y_rep = np.unique(y_rep[keep], return_inverse=True)[1].reshape(-1)
+    if p.n <= k:
+        raise EstimatorInputError("ksg_information_plane: I(T;Y) needs more than k noisy points in classes of at least 2; "
+                                  "use more draws")
+    return float(np.mean(_mixed_terms(p, y_rep, k, neighbours, atoms=False)))
+
+
+def _summary(values: list[float]) -> tuple[float, float | None, float | None]:
+    a = np.asarray(values, dtype=np.float64)
+    if a.size < 2:
+        return float(a.mean()), None, None
+    sd = float(a.std(ddof=1))
+    return float(a.mean()), sd, sd / math.sqrt(a.size)
+
+
+def _null(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return float(np.mean(values)), float(np.quantile(values, 0.95))
+
+
+def ksg_information_plane(t, labels, noise_vars=(0.1,), *, k: int = 3, draws: int | None = None, repeats: int = 5,
+                          baseline: int = 0, seed: int = 0, norm: str = "max",
+                          neighbours: str = "auto") -> list[KSGPlanePoint]:
+    """I(X; T+Z) and I(T+Z; Y) of one layer on the probe set, in nats, one point per noise variance.
+
+    X is the probe index (uniform on N inputs), Z ~ N(0, s2 I) (module notes, "The
+    information plane"). With M = `draws` noise draws per input, V = the N*M points t_i + z_im:
+
+    - I(X; T+Z) = h(T+Z) - h(Z): Kozachenko-Leonenko on V minus the same estimator on the
+      draws z_im themselves (their k-NN biases cancel; a constant layer gives 0 at any width);
+    - I(T+Z; Y): Ross's mixed estimator on V with the probe labels (each repeated M times),
+      min(k, M - 1) neighbours (k when M = 1).
+
+    Parameters
+    ----------
+    t : array-like (N, d), real, finite: the layer's activations on the N probe inputs.
+    labels : array-like (N,): the probe labels.
+    noise_vars : float or sequence of floats > 0: s2, in T's units squared.
+    k : int >= 1, neighbours.
+    draws : int >= 1 or None, M; None: 2, or 1 for a layer flagged too wide (its estimate is
+        not trusted anyway, and the searches cost O((N M)^2 d) there).
+    repeats : int >= 1, R sets of independent draws (the reported value is their mean).
+    baseline : int >= 0, B sets of null data.
+    seed : int >= 0, seeds every draw (the same draws serve every s2 and, for the entropy of
+        the draws alone, every layer of the same width).
+    norm : "max" (default) | "euclidean"; neighbours : "auto" | "kdtree" | "brute".
+
+    Returns
+    -------
+    list[KSGPlanePoint], in the order of `noise_vars`, nats. The baseline of I(T+Z; Y): the
+    estimator with the labels shuffled among the N*M points (truth 0), reported unclipped;
+    I(X; T+Z) has none (module notes): its baseline fields stay None.
+
+    Raises
+    ------
+    EstimatorInputError: t not (N, d) finite, labels of another length, bad noise variances,
+        k, draws, repeats, baseline, seed, norm or neighbours.
+    """
+    fn = "ksg_information_plane"
+    norm, neighbours = _check_search(norm, neighbours, fn)
+    ta = _as_2d(t, "t", fn)
+    n, d = ta.shape
+    codes = _labels(labels, n, fn)
+    nv = _noise_vars(noise_vars, fn)
+    k = _check_int(k, "k", 1, fn)
+    wide = d > max_width(n)
+    draws = (1 if wide else 2) if draws is None else _check_int(draws, "draws", 1, fn)
+    repeats = _check_int(repeats, "repeats", 1, fn)
+    baseline = _check_int(baseline, "baseline", 0, fn)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise EstimatorInputError(f"{fn}: seed must be an integer >= 0, got {seed!r}")
+    if n < 2 or n * draws <= k:
+        raise EstimatorInputError(f"{fn}: needs more than k={k} noisy points, got {n} inputs x {draws} draw(s)")
+
+    nm = n * draws
+    ceiling = math.log(n)
+    p_y = np.bincount(codes) / n
+    h_y = float(-np.sum(p_y * np.log(p_y)))
+    span = ta.max(axis=0) - ta.min(axis=0)
+    t_cols = np.ascontiguousarray(ta[:, np.argsort(-span, kind="stable")])  # widest first: earlier exits
+    y_rep = np.repeat(codes, draws)
+    # I(T;Y): at most M - 1 neighbours, so that a class's ball can stay inside one input's
+    # cloud of draws when the inputs lie apart (module notes)
+    k_y = k if draws == 1 else min(k, draws - 1)
+    flag = (f"too wide: {d} coordinates for {n} probe inputs (k-NN estimates are trusted up to "
+            f"{max_width(n)}); computed as any layer, {draws} draw(s) per input") if wide else None
+
+    seeds = np.random.SeedSequence(int(seed)).spawn(repeats + 2 * baseline)
+    xt = {s2: [] for s2 in nv}
+    ty = {s2: [] for s2 in nv}
+    for r in range(repeats):
+        # h(Z) on the very draws Z that make T+Z (common random numbers: the two estimates'
+        # errors largely cancel, and a constant layer gives 0 exactly); KL(s Z) = KL(Z) + d ln s
+        h_ref = _reference_entropy(nm, d, k, norm, seeds[r], neighbours)
+        for s2 in nv:
+            p = _noisy_points(t_cols, draws, s2, seeds[r], norm)
+            xt[s2].append(_kl_entropy(p, d, k, neighbours) - h_ref - 0.5 * d * math.log(s2))
+            ty[s2].append(_plane_ty(p, y_rep, k_y, neighbours))
+
+    ty_null = {s2: [] for s2 in nv}
+    for b in range(baseline):
+        noise_seed, perm_seed = seeds[repeats + 2 * b: repeats + 2 * b + 2]
+        # labels shuffled among the N*M points: independent of T+Z (shuffling them among the
+        # inputs would not be: T+Z still tells the inputs apart when s2 is small)
+        shuffled = np.random.default_rng(perm_seed).permutation(y_rep)
+        for s2 in nv:
+            p = _noisy_points(t_cols, draws, s2, noise_seed, norm)
+            ty_null[s2].append(_plane_ty(p, shuffled, k_y, neighbours))
+
+    out = []
+    for s2 in nv:
+        i_xt, xt_sd, xt_se = _summary(xt[s2])
+        i_ty, ty_sd, ty_se = _summary(ty[s2])
+        xb, xq = None, None  # see the docstring: the null of I(X; T+Z) is 0 by construction
+        yb, yq = _null(ty_null[s2])
+        out.append(KSGPlanePoint(
+            noise_var=s2, i_xt=min(max(i_xt, 0.0), ceiling), i_ty=min(max(i_ty, 0.0), h_y),
+            i_xt_unclipped=i_xt, i_ty_unclipped=i_ty, i_xt_sd=xt_sd, i_ty_sd=ty_sd, i_xt_se=xt_se,
+            i_ty_se=ty_se, i_xt_baseline=xb, i_xt_baseline_q95=xq, i_ty_baseline=yb, i_ty_baseline_q95=yq,
+            flag=flag, ceiling=ceiling, h_y=h_y,
+        ))
+    return out
 
 
 # ---------------------------------------------------------------------------
 # Adapter
 # ---------------------------------------------------------------------------
 
-def _unit_scale(a: np.ndarray) -> np.ndarray:
-    """a divided by the root-mean-square of its column standard deviations (one scalar)."""
-    spread = math.sqrt(float(np.mean(a.var(axis=0))))
-    return a / spread if spread > 0 else a
+#: Defaults of `ibcli mi --method kraskov` (the Python function's own defaults are the same).
+PLANE_DEFAULTS = {"k": 3, "draws": None, "repeats": 5, "baseline": 0}
 
 
 class KSGEstimator(Estimator):
-    """`ibcli mi --method kraskov`: KSG on the noisy layer, I(X; T+Z) and I(T+Z; Y) (Ross 2014 for Y).
-
-    A deterministic T = f(X) makes I(X;T) infinite, so the noise Z ~ N(0, s2 I) of kde is added
-    (one standard-normal draw seeded with `seed`, scaled by sqrt(s2) for each s2).
-    """
+    """`ibcli mi --method kraskov`: `ksg_information_plane` (I(X; T+Z) by Kozachenko-Leonenko on
+    N*M noisy points minus the same estimator on noise, I(T+Z; Y) by Ross 2014; mean over
+    repeats, sd, se, optional null baselines, width flag); `mutual_information` is `ksg_mi`
+    (continuous y) or `ksg_mixed_mi` (labels), `entropy` is `ksg_entropy`."""
 
     name = "kraskov"
     aliases = ("ksg",)
-    title = "KSG k-nearest-neighbour estimator on T+Z (Kraskov et al. 2004, algorithm 1; Ross 2014 for labels)"
-    params = (NOISE_VAR, Param("k", int, 3, "neighbours of the KSG estimator", low=1))
-    needs_x = True
+    title = ("k-NN estimators on T+Z: Kozachenko-Leonenko for I(X;T), Ross's mixed KSG for I(T;Y) "
+             "(Kraskov et al. 2004; Ross 2014)")
+    params = (
+        NOISE_VAR,
+        Param("k", int, PLANE_DEFAULTS["k"], "neighbours of the k-NN estimators", low=1),
+        Param("repeats", int, PLANE_DEFAULTS["repeats"],
+              "independent sets of noise draws per point; their mean is reported, with sd and se", low=1),
+        Param("ksg_draws", int, PLANE_DEFAULTS["draws"],
+              "noise draws per probe input in each set (N*M points); default 2, 1 for a layer flagged too wide", low=1),
+        Param("ksg_baseline", int, PLANE_DEFAULTS["baseline"],
+              "sets of null data (truth 0) for the bias baseline columns; 0: none", low=0),
+    )
+    columns = SE_COLUMNS + SD_COLUMNS + BASELINE_COLUMNS + (FLAG_COLUMN,)
 
-    def points(self, t, labels, *, x, params, context=None, seed=0, device="cpu"):
-        t64 = t.astype(np.float64, copy=False)
-        z = np.random.default_rng(seed).standard_normal(t64.shape)
-        # The max-norm joint space compares an x-distance with a (T+Z)-distance, so put the
-        # two spaces on one scale (each divided by its RMS coordinate spread; geometry within
-        # each space is kept). Raw MNIST pixels vs a noisy layer otherwise gives exactly 0.
-        xs = _unit_scale(np.asarray(x, dtype=np.float64))
-        out = []
-        for s2 in params["noise_var"]:
-            tz = t64 + math.sqrt(s2) * z
-            out.append(PlanePoint(ksg_mi(xs, _unit_scale(tz), k=params["k"]), ksg_mixed_mi(tz, labels, k=params["k"]),
-                                  params={"noise_var": s2}))
-        return out
+    def points(self, t, labels, *, x=None, params, context=None, seed=0, device="cpu"):
+        pts = ksg_information_plane(t, labels, params["noise_var"], k=params["k"], draws=params["ksg_draws"],
+                                    repeats=params["repeats"], baseline=params["ksg_baseline"], seed=seed)
+        return [PlanePoint(p.i_xt, p.i_ty, {key: v for key, v in p.columns().items() if v is not None},
+                           {"noise_var": p.noise_var}) for p in pts]
 
-    def mutual_information(self, x, y, y_discrete: bool, k: int = 3, neighbours: str = "auto") -> float:
-        """KSG algorithm 1 (Kraskov et al. 2004, eq. 8) for a continuous y, Ross (2014) eq. 2 for labels; nats."""
+    def mutual_information(self, x, y, y_discrete: bool, *, k: int = 3, norm: str = "euclidean",
+                           standardize: bool = True, neighbours: str = "auto") -> float:
+        """KSG algorithm 1 (Kraskov et al. 2004, eq. 8) for a continuous y, Ross (2014, eq. 2) for
+        labels; nats. Each column standardised first unless standardize=False; the Euclidean
+        norm within each variable unless norm="max"; atoms as in the `ksg` module notes."""
         xa = as_2d_float(x, "x")
+        kw = dict(k=k, norm=norm, standardize=standardize, neighbours=neighbours)
         if y_discrete:
-            return float(ksg_mixed_mi(xa, as_labels(y, "y"), k=k, neighbours=neighbours))
-        return float(ksg_mi(xa, as_2d_float(y, "y"), k=k, neighbours=neighbours))
+            return ksg_mixed_mi(xa, as_labels(y, "y"), **kw)
+        return ksg_mi(xa, as_2d_float(y, "y"), **kw)
 
-    def entropy(self, x, k: int = 3, neighbours: str = "auto") -> float:
-        """Kozachenko-Leonenko differential entropy with the max-norm (Kraskov et al. 2004, eq. 20); nats."""
-        return float(ksg_entropy(as_2d_float(x, "x"), k=k, neighbours=neighbours))
+    def entropy(self, x, *, k: int = 3, norm: str = "max", neighbours: str = "auto") -> float:
+        """Kozachenko-Leonenko differential entropy (Kraskov et al. 2004, eq. 20), nats; in x's own
+        units (not standardised)."""
+        return ksg_entropy(as_2d_float(x, "x"), k=k, norm=norm, neighbours=neighbours)
