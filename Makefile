@@ -7,7 +7,7 @@ EPOCHS  ?= 20
 STAMP   := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: install test run bench bench-bmi reproduce-tishby reproduce-saxe ui clean
+.PHONY: install test run bench bench-gpu bench-bmi reproduce-tishby reproduce-saxe ui clean
 
 install: $(STAMP)
 
@@ -30,9 +30,14 @@ run: $(STAMP)
 	$(BIN)/ibcli plot $$id --output figures/mlp; \
 	echo "train run $$id: figures in figures/mlp, browse with: make ui"
 
-# Speed figures against their targets (benchmarks/README.md): about 3.5 minutes on 2 cores.
+# Speed figures against their targets (benchmarks/README.md): about 4.5 minutes on 2 cores.
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench.py --data-dir $(DATA)
+
+# `ibcli train --device cuda` against a plain loop and the CUDA-graph floor (benchmarks/README.md):
+# about 2-3 minutes on one GPU. On the lent GPU machine: bash .gpu/run.sh python3 benchmarks/bench_gpu.py
+bench-gpu: $(STAMP)
+	$(BIN)/python benchmarks/bench_gpu.py --data-dir $(DATA)
 
 # The bench extra (infomeasure, the KSG reference) goes into the same venv.
 $(BENCH_STAMP): $(STAMP)
