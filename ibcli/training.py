@@ -218,10 +218,12 @@ class Trainer:
     """Runs one train run end to end. `progress` is a callback object or None.
 
     `static_step`: train with `StaticStep` (None: on a GPU unless `cfg.eager`); CUDA graphs
-    only on a GPU. True on a CPU runs the GPU's step eagerly (for tests).
+    only on a GPU. True on a CPU runs the GPU's step eagerly (for tests). `on_valid`: called
+    once the data is loaded and the options proved usable, before the model goes to the
+    device (where a GPU starts up), e.g. to open the store meanwhile.
     """
 
-    def __init__(self, cfg: TrainConfig, progress=None, *, static_step: bool | None = None):
+    def __init__(self, cfg: TrainConfig, progress=None, *, static_step: bool | None = None, on_valid=None):
         cfg.validate()
         self.cfg, self.progress = cfg, progress
         self.store = None
@@ -236,7 +238,10 @@ class Trainer:
         self.data: DatasetTensors = load_dataset(cfg.dataset, cfg.data_dir, cfg.train_fraction, cfg.seed)
         probe_split = cfg.probe_split
         self.probe = make_probe_set(self.data, probe_split, cfg.probe_size)
-        self.model = build_model(cfg.model, cfg.activation, self.data.input_shape, self.data.num_classes).to(self.device)
+        model = build_model(cfg.model, cfg.activation, self.data.input_shape, self.data.num_classes)
+        if on_valid is not None:
+            on_valid()
+        self.model = model.to(self.device)
         # On a GPU: fused kernels, and step counts on the device where a graph replays the step.
         self.optimizer = make_optimizer(cfg, self.model, fused=cuda and static, capturable=cuda and static)
         self.loss_fn = nn.CrossEntropyLoss()

@@ -9,6 +9,7 @@ live run from one killed with -9, and two processes never train one run.
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 
@@ -72,10 +73,19 @@ def run_train(options: dict, explicit: set[str], resume: str | None, run_name: s
         preload_kernel()  # CPU runs: numba's imports (about 1 s) with ours, not in the first batch
     lock = store.hold_run(run.info.run_id) if run is not None else None  # before loading data
     trainer = None
+    opening: list[Future] = []
+
+    def open_store() -> None:
+        # The options and the data are good: create or open the store (a new SQLite store
+        # migrates MLflow's schema, seconds) while the model and the data go to the device.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ibcli-store")
+        opening.append(pool.submit(Store, tracking_uri))
+        pool.shutdown(wait=False)  # the thread ends with its one task
+
     try:
         progress = make_progress(quiet)
-        trainer = Trainer(cfg, TrainProgress(progress))
-        store = store or Store(tracking_uri)
+        trainer = Trainer(cfg, TrainProgress(progress), on_valid=None if store else open_store)
+        store = store or opening[0].result()
         if run is None:
             run = store.create_run(cfg.experiment, "train", run_name=run_name)
             lock = store.hold_run(run.info.run_id)
