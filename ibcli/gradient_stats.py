@@ -44,6 +44,9 @@ Conventions:
   gradients, non-contiguous ones, or a parameter with no gradient at the epoch's
   first batch): the three torch ops, with ||d||^2 taken in float64.
   ``summary()`` syncs once (a few ``.item()`` calls per layer).
+- On a GPU the trainer uses `DeviceGradientStats`: the same sums in tensors allocated
+  once, a few multi-tensor kernels per batch, no host synchronisation, so that its
+  ``update()`` can be captured in a CUDA graph with the training step.
 - A layer given as a list of parameters (e.g. ``[weight, bias]``) is treated as the
   one vector of all their elements: norms are taken over the concatenation. Pass
   ``[layer.weight]`` (or the weight alone) for the paper's weights-only statistics.
