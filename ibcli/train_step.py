@@ -92,7 +92,10 @@ class StaticStep:
             graph.replay()
             return
         if not self.graphs:
-            self._step(rows, first)
+            if self._side is not None:  # capture failed earlier: eager, as in the warm-up
+                self._on_side_stream(rows, first)
+            else:
+                self._step(rows, first)
             return
         runs = self._eager_runs.get(key, 0)
         if runs < self.warmup:
@@ -101,7 +104,7 @@ class StaticStep:
             return
         graph = self._capture(rows, first)
         if graph is None:
-            self._step(rows, first)
+            self._on_side_stream(rows, first)
         else:
             graph.replay()
 
@@ -126,7 +129,9 @@ class StaticStep:
     def _on_side_stream(self, rows: int, first: bool) -> None:
         current = torch.cuda.current_stream()
         self._side.wait_stream(current)
-        with torch.cuda.stream(self._side):
+        with torch.cuda.stream(self._side), warnings.catch_warnings():
+            # A capturable optimizer warns once when stepped outside a capture: here it is meant.
+            warnings.filterwarnings("ignore", message=".*capturable=True.*", category=UserWarning)
             self._step(rows, first)
         current.wait_stream(self._side)
 
