@@ -216,10 +216,10 @@ class DeviceGradientStats:
 
     Same definitions, shift and ``summary()`` rows as `GradientStats` (population std; the
     epoch's first gradient c as the shift; d_b = g_b - c summed in the gradient's dtype and
-    ||d_b||^2 in float64, see the module docstring). Per batch: one multi-tensor subtract and
-    add over all tracked parameters, one float64 norm per parameter and two small adds, all on
-    the device; on a GPU the whole update is a handful of kernels (or none to launch, inside a
-    captured graph). ``reset()`` zeroes the sums in place, so the tensors keep their addresses
+    ||d_b||^2 in float64, see the module docstring). Per batch: multi-tensor ops over all
+    tracked parameters at once (subtract, add, float64 norms, their squares added) and a
+    count, all on the device; on a GPU the whole update is about six kernels (or none to
+    launch, inside a captured graph). ``reset()`` zeroes the sums in place, so the tensors keep their addresses
     and a captured ``update()`` stays valid; the batch count is a device tensor;
     ``summary()`` synchronises once. On a CPU `GradientStats` (its fused kernel) is faster.
 
@@ -247,6 +247,8 @@ class DeviceGradientStats:
         self._shifts = [torch.zeros(p.numel(), dtype=_accumulation_dtype(p.dtype), device=device) for p in self._params]
         self._totals = [torch.zeros_like(c) for c in self._shifts]
         self._sq = torch.zeros(len(self._params), dtype=torch.float64, device=device)  # sum_b ||d_b||^2 per parameter
+        self._sq_slots = list(self._sq.unbind())  # 0-d views, one per parameter
+        self._live = [i for i, p in enumerate(self._params) if p.numel() > 0]
         self._count = torch.zeros((), dtype=torch.int64, device=device)
         self._first = True
 
@@ -289,23 +291,29 @@ class DeviceGradientStats:
         if first is None:
             first = self._first
         self._first = False
-        flat = []
         for g, c in zip(grads, self._shifts):
             if g.numel() != c.numel():
                 raise RuntimeError(
                     f"DeviceGradientStats: a gradient changed size ({c.numel()} -> {g.numel()} elements); "
                     "build a new one after replacing a parameter"
                 )
-            flat.append(g.detach().reshape(-1).to(c.dtype))
+        # Empty parameters add nothing (and multi-tensor norms leave their results unset on a GPU).
+        live = self._live
+        flat = [grads[i].detach().reshape(-1).to(self._shifts[i].dtype) for i in live]
+        shifts = [self._shifts[i] for i in live]
         self._count.add_(1)
         if first:  # d = g - c = 0 for the shift itself: nothing to add
-            for c, g in zip(self._shifts, flat):
+            for c, g in zip(shifts, flat):
                 c.copy_(g)
             return
-        d = torch._foreach_sub(flat, self._shifts)
-        torch._foreach_add_(self._totals, d)
-        norms = torch.stack([torch.linalg.vector_norm(x, dtype=torch.float64) for x in d])
-        self._sq.addcmul_(norms, norms)
+        if not live:
+            return
+        d = torch._foreach_sub(flat, shifts)
+        torch._foreach_add_([self._totals[i] for i in live], d)
+        # Multi-tensor norms summed in float64 (the accumulator type follows `dtype`), squared
+        # into each parameter's slot of the float64 sums.
+        norms = torch._foreach_norm(d, 2, dtype=torch.float64)
+        torch._foreach_addcmul_([self._sq_slots[i] for i in live], norms, norms)
 
     @torch.no_grad()
     def summary(self) -> list[dict]:

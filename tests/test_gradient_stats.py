@@ -465,3 +465,18 @@ def test_device_stats_update_captured_in_cuda_graphs():
     assert row["batches"] == 12
     for key in ("grad_mean_norm", "grad_std_norm", "weight_norm"):
         assert row[key] == pytest.approx(expected[0][key], rel=1e-6)
+
+
+def test_device_stats_empty_parameter():
+    """An empty parameter beside a real one: zero statistics for it, the right ones for the other."""
+    from ibcli.gradient_stats import DeviceGradientStats
+
+    empty, w = torch.nn.Parameter(torch.zeros(0)), torch.nn.Parameter(torch.zeros(3))
+    stats = DeviceGradientStats({"e": empty, "w": w})
+    for b in range(6):
+        empty.grad, w.grad = torch.zeros(0), torch.full((3,), float(b))
+        stats.update()
+    rows = stats.summary()
+    assert rows[0]["grad_mean_norm"] == 0.0 and rows[0]["grad_std_norm"] == 0.0 and rows[0]["batches"] == 6
+    assert rows[1]["grad_mean_norm"] == pytest.approx(2.5 * math.sqrt(3))
+    assert rows[1]["grad_std_norm"] == pytest.approx(math.sqrt(35 / 12 * 3))
