@@ -299,8 +299,8 @@ def main(argv=None) -> int:
         cnn, cnn_s, _ = train_run(store, config(args, model="cnn", activation="relu", epochs=args.cnn_epochs))
         cnn_peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
         cnn_median = statistics.median(cnn_s[1:] or cnn_s)
-        cnn_floor = statistics.median(graph_floor(cnn.x_train, cnn.y_train, "cnn", "relu", 128, args.plain_epochs,
-                                                  graphs=device.type == "cuda")[1:])
+        cnn_floor_s = graph_floor(cnn.x_train, cnn.y_train, "cnn", "relu", 128, args.plain_epochs, graphs=device.type == "cuda")
+        cnn_floor = statistics.median(cnn_floor_s[1:] or cnn_floor_s)
         write_s, mb = record_write_seconds(store, cnn)
         target = max(0.6, cnn_floor + write_s)
         note(f"CNN: epochs " + " ".join(f"{s:.3f}" for s in cnn_s) + f" s; floor {cnn_floor:.3f} s per epoch; one record "
