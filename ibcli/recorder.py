@@ -50,7 +50,7 @@ class Recorder:
 
     def submit(self, epoch: float, step: int, layers: dict, ranges: dict | None = None, ready=None) -> None:
         """Queue one record: `layers` maps layer name -> (n_probe, width) array (NumPy, or a
-        CPU tensor), written as it is.
+        CPU tensor), or a list of such arrays holding consecutive rows; written as it is.
 
         Args:
             ranges: {layer: [min, max]} if the caller has them (a NaN or inf there is the
@@ -64,7 +64,7 @@ class Recorder:
         self._raise_if_failed()
         for layer, matrix in layers.items():
             finite = (all(math.isfinite(v) for v in ranges[layer]) if ranges is not None
-                      else np.isfinite(matrix).all())
+                      else all(np.isfinite(part).all() for part in _parts(matrix)))
             if not finite:
                 raise NonFiniteRecord(
                     f"layer {layer} became NaN or inf at step {step} (epoch {epoch:g}): training diverged, lower --lr"
@@ -125,7 +125,8 @@ class Recorder:
         name = act.record_name(step)
         files, ranges = {}, {}
         for layer, matrix in layers.items():
-            matrix = np.asarray(matrix)
+            parts = _parts(matrix)
+            matrix = np.asarray(parts[0]) if len(parts) == 1 else np.concatenate([np.asarray(p) for p in parts])
             # The layer's range at this record: `ibcli mi` builds bin edges from these without a pass.
             if given is not None:
                 ranges[layer] = [float(v) for v in given[layer]]
@@ -143,3 +144,8 @@ class Recorder:
         path = self.artifacts.writable_path(act.MANIFEST)
         path.write_text(self.manifest.to_json())
         self.artifacts.commit(path, act.MANIFEST)
+
+
+def _parts(matrix) -> list:
+    """A layer's rows as a list of arrays (one array, or the row chunks given)."""
+    return list(matrix) if isinstance(matrix, (list, tuple)) else [matrix]

@@ -194,11 +194,19 @@ def layer_weights(model) -> dict[str, torch.Tensor]:
     return out
 
 
-def layer_ranges(layers: dict[str, torch.Tensor]) -> dict[str, list[float]]:
-    """{layer: [min, max]} of each tensor, read back in one transfer; NaN when the layer holds
-    a NaN (inf when it holds an inf); [0.0, 0.0] for an empty one."""
-    parts = [torch.stack(torch.aminmax(v)).to(torch.float64) if v.numel()
-             else torch.zeros(2, dtype=torch.float64, device=v.device) for v in layers.values()]
+def layer_ranges(layers: dict[str, torch.Tensor | list[torch.Tensor]]) -> dict[str, list[float]]:
+    """{layer: [min, max]} of each tensor (or list of row chunks of one), read back in one
+    transfer; NaN when the layer holds a NaN (inf when it holds an inf); [0.0, 0.0] for an
+    empty one."""
+    parts = []
+    for value in layers.values():
+        given = list(value) if isinstance(value, (list, tuple)) else [value]
+        chunks = [c for c in given if c.numel()]
+        if not chunks:
+            parts.append(torch.zeros(2, dtype=torch.float64, device=given[0].device if given else None))
+            continue
+        both = torch.stack([torch.stack(torch.aminmax(c)) for c in chunks])  # (chunks, 2)
+        parts.append(torch.stack([both[:, 0].min(), both[:, 1].max()]).to(torch.float64))
     if not parts:
         return {}
     values = torch.cat(parts).tolist()
@@ -283,7 +291,8 @@ class Trainer:
     # ---- passes over fixed sets -------------------------------------------------
     @torch.no_grad()
     def _forward_all(self, x: torch.Tensor, record: bool, chunk: int = 2500):
-        """Logits for all of x, and (if record) each layer's outputs flattened to (n, width)."""
+        """Logits for all of x, and (if record) each layer's outputs flattened to (rows, width),
+        as a list of row chunks."""
         self.model.eval()
         logits, layers = [], {}
         for i in range(0, len(x), chunk):
@@ -295,7 +304,7 @@ class Trainer:
                 out = self.model(x[i : i + chunk])
             logits.append(out)
         self.model.train()
-        return torch.cat(logits), {k: torch.cat(v) for k, v in layers.items()}
+        return torch.cat(logits), layers
 
     def _metrics(self, logits: torch.Tensor, y: torch.Tensor, prefix: str) -> dict[str, float]:
         loss = self.loss_fn(logits, y).item()
@@ -310,7 +319,10 @@ class Trainer:
         """
         logits, layers = self._forward_all(self.x_probe, record=True)
         dtype = torch.float16 if self.cfg.activation_dtype == "float16" else torch.float32
-        layers = {k: v.to(dtype) for k, v in layers.items()}
+        if self.device.type == "cpu":  # the writer thread joins the row chunks
+            layers = {k: [c.to(dtype) for c in v] for k, v in layers.items()}
+        else:  # joined on the device (cheap), copied to the host in one piece
+            layers = {k: torch.cat(v).to(dtype) for k, v in layers.items()}
         ranges = layer_ranges(layers)
         host, ready = self._to_host_async(layers)
         self.recorder.submit(epoch, step, host, ranges=ranges, ready=ready)

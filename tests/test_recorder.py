@@ -110,3 +110,13 @@ def test_records_in_flight_are_bounded(tmp_path):
     assert done.wait(5)
     rec.close()
     assert _listed(tmp_path) == [1, 2]
+
+
+def test_row_chunks_are_joined_in_order(tmp_path):
+    rec = _recorder(tmp_path)
+    x = np.arange(30, dtype=np.float32).reshape(10, 3)
+    rec.submit(1.0, 1, {"a": [x[:4], x[4:9], x[9:]]})
+    rec.close()
+    assert np.array_equal(act.read_matrix(tmp_path / "activations/step_0000001/a.parquet"), x)
+    records = act.Manifest.from_json((tmp_path / act.MANIFEST).read_text()).records
+    assert records[0]["range"] == {"a": [0.0, 29.0]}

@@ -192,3 +192,22 @@ def test_captured_step_replays_what_the_eager_step_computes(kind):
     for (loss, correct, rows), (ref_loss, ref_correct, ref_rows) in zip(replayed, eager):
         assert loss == pytest.approx(ref_loss, rel=1e-5) and correct == ref_correct
         _assert_rows_close(rows, ref_rows, rel=1e-4)
+
+
+def test_layer_ranges_of_tensors_and_row_chunks():
+    """min and max over all rows, NaN or inf kept (the finiteness check), zeros when empty."""
+    from ibcli.training import layer_ranges
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(7, 5, generator=gen)
+    b = a.clone()
+    b[4, 2] = float("nan")
+    c = a.clone()
+    c[6, 0] = float("-inf")
+    got = layer_ranges({"whole": a, "chunks": list(a.split(3)), "nan": list(b.split(2)), "inf": c,
+                        "half": a.to(torch.float16), "empty": torch.zeros(0, 4)})
+    assert got["whole"] == got["chunks"] == [float(a.min()), float(a.max())]
+    assert all(math.isnan(v) for v in got["nan"])
+    assert got["inf"][0] == float("-inf") and got["inf"][1] == float(a.max())
+    assert got["half"] == [float(a.to(torch.float16).min()), float(a.to(torch.float16).max())]
+    assert got["empty"] == [0.0, 0.0]
