@@ -219,9 +219,10 @@ class DeviceGradientStats:
     ||d_b||^2 in float64, see the module docstring). Per batch: multi-tensor ops over all
     tracked parameters at once (subtract, add, float64 norms, their squares added) and a
     count, all on the device; on a GPU the whole update is about six kernels (or none to
-    launch, inside a captured graph). ``reset()`` zeroes the sums in place, so the tensors keep their addresses
-    and a captured ``update()`` stays valid; the batch count is a device tensor;
-    ``summary()`` synchronises once. On a CPU `GradientStats` (its fused kernel) is faster.
+    launch, inside a captured graph). ``reset()`` zeroes the sums in place, so the tensors
+    keep their addresses and a captured ``update()`` stays valid; the batch count is a
+    device tensor; ``summary()`` synchronises once. On a CPU `GradientStats` (its fused
+    kernel) is faster.
 
     Usage: as `GradientStats`. Inside a captured CUDA graph the Python code of ``update()``
     runs only once, at capture: capture the epoch's first batch (``update(first=True)``) and
