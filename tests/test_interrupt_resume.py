@@ -288,6 +288,9 @@ def test_resume_of_a_gpu_style_checkpoint_on_the_cpu(tmp_path, store_template):
     resumed.resume_from(store, store.find_run(run.info.run_id))
     assert resumed.state.epoch == 1
     assert not resumed.optimizer.param_groups[0]["capturable"] and not resumed.optimizer.param_groups[0]["fused"]
+    steps = {float(s["step"]) for s in resumed.optimizer.state.values()}
+    assert steps == {float(resumed.steps_per_epoch)}  # Adam's step count came across
+    assert {s["step"].device.type for s in resumed.optimizer.state.values()} == {"cpu"}
     assert torch.equal(resumed.generator.get_state(), first.generator.get_state())
     resumed.train()
     resumed.close()
@@ -318,5 +321,15 @@ def test_resume_on_cuda_and_across_devices(store_env, capsys, store_template):
     assert run.data.tags["ibcli.epochs_done"] == "4"
     steps = [r["step"] for r in act.load_manifest(store.artifacts(run)).records]
     assert steps == sorted(set(steps)) and len(steps) == 5
-    for key in ("train_loss", "test_loss", "test_accuracy"):
-        assert summary["final_metrics"][key] == pytest.approx(straight["final_metrics"][key], rel=1e-3, abs=1e-4)
+    # the optimizer carried its state across every device change: Adam's step count is the run's
+    ckpt = torch_load(store.artifacts(run).local_path("checkpoints/last.pt"))
+    assert ckpt["step"] == steps[-1] and {float(s["step"]) for s in ckpt["optimizer"]["state"].values()} == {steps[-1]}
+    for key in ("train_loss", "test_loss"):
+        assert summary["final_metrics"][key] == pytest.approx(straight["final_metrics"][key], rel=1e-2)
+    assert abs(summary["final_metrics"]["test_accuracy"] - straight["final_metrics"]["test_accuracy"]) <= 0.01
+
+
+def torch_load(path):
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
