@@ -7,7 +7,7 @@ EPOCHS  ?= 20
 STAMP   := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: install browser test run bench bench-bmi reproduce-tishby reproduce-saxe ui screenshots clean
+.PHONY: install browser test run bench bench-gpu bench-bmi reproduce-tishby reproduce-saxe ui screenshots clean
 
 install: $(STAMP)
 
@@ -46,9 +46,14 @@ run: $(STAMP)
 	$(BIN)/ibcli plot $$id --output figures/mlp --json > /dev/null; \
 	$(BIN)/ibcli show $$id --summary
 
-# Speed figures against their targets (benchmarks/README.md): about 3.5 minutes on 2 cores.
+# Speed figures against their targets (benchmarks/README.md): about 4.5 minutes on 2 cores.
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench.py --data-dir $(DATA)
+
+# `ibcli train --device cuda` against a plain loop and the CUDA-graph floor (benchmarks/README.md):
+# about 2-3 minutes on one GPU. On the lent GPU machine: bash .gpu/run.sh python3 benchmarks/bench_gpu.py
+bench-gpu: $(STAMP)
+	$(BIN)/python benchmarks/bench_gpu.py --data-dir $(DATA)
 
 # The bench extra (infomeasure, the KSG reference) goes into the same venv.
 $(BENCH_STAMP): $(STAMP)

@@ -66,28 +66,27 @@ class FirstBatch:
         pass
 
 
-def ibcli_epoch(trainer) -> float:
-    """One more epoch of ibcli's Trainer, timed until its record is on disk and listed.
+def ibcli_epochs(trainer, k: int = 1) -> float:
+    """k more epochs of ibcli's Trainer, back to back, timed until everything they queued
+    (records, metrics, gradient table, checkpoints) is written; seconds per epoch.
 
-    The recorder writes in a background thread that would otherwise overlap the next
-    (bare) epoch; waiting for it charges ibcli every Parquet write in full.
+    The writer thread overlaps each epoch's writes with the next epoch, as in `ibcli
+    train`; the block's last writes would overlap the next (bare) epoch, so the clock
+    waits for them: they are charged in full.
     """
-    target = trainer.state.epoch + 1
-    trainer.cfg.epochs = target  # train() runs state.epoch+1 .. cfg.epochs
+    trainer.cfg.epochs = trainer.state.epoch + k  # train() runs state.epoch+1 .. cfg.epochs
     t = time.perf_counter()
     trainer.train()
-    while len(trainer.recorder.manifest.records) < target + 1:  # step 0 + one per epoch
-        trainer.recorder._raise_if_failed()
-        time.sleep(0.0005)
-    return time.perf_counter() - t
+    trainer.recorder.wait()
+    return (time.perf_counter() - t) / k
 
 
 class BareLoop:
     """A plain PyTorch loop on the same model class, optimizer, tensors, batching and
     per-epoch test evaluation as ibcli's Trainer; no recording, no gradient statistics,
-    no logging, no checkpoints."""
+    no logging, no checkpoints. It runs where the tensors are (PyTorch's default Adam)."""
 
-    def __init__(self, x_train, y_train, x_test, y_test, batch_size=128, seed=0):
+    def __init__(self, x_train, y_train, x_test, y_test, batch_size=128, seed=0, model="mlp", activation="tanh"):
         import torch
         from torch import nn
 
@@ -95,20 +94,27 @@ class BareLoop:
 
         torch.manual_seed(seed)
         self.torch = torch
-        self.model = build_model("mlp", "tanh", tuple(x_train.shape[1:]), 10)
+        self.model = build_model(model, activation, tuple(x_train.shape[1:]), 10).to(x_train.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         self.loss_fn = nn.CrossEntropyLoss()
         self.generator = torch.Generator().manual_seed(seed)
         self.x, self.y, self.x_test, self.y_test = x_train, y_train, x_test, y_test
         self.batch_size = batch_size
 
+    def epochs(self, k: int = 1) -> float:
+        """k epochs; seconds per epoch."""
+        t = time.perf_counter()
+        for _ in range(k):
+            self.epoch()
+        return (time.perf_counter() - t) / k
+
     def epoch(self) -> float:
         torch, model, bs = self.torch, self.model, self.batch_size
         t = time.perf_counter()
-        n = len(self.x)
-        order = torch.randperm(n, generator=self.generator)
-        loss_sum = torch.zeros(())
-        correct = torch.zeros((), dtype=torch.long)
+        n, device = len(self.x), self.x.device
+        order = torch.randperm(n, generator=self.generator).to(device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
         for b in range(math.ceil(n / bs)):
             idx = order[b * bs : (b + 1) * bs]
             xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)  # the gather ibcli uses
@@ -181,11 +187,12 @@ def bench_training(args, work: Path):
     uri = f"sqlite:///{work / 'runs' / 'mlflow.db'}"
     t_store, store = timed(Store, uri)
     note(f"opening a new MLflow SQLite store (first run in a folder only): {t_store:.2f} s")
-    epochs = 1 + args.epochs
+    blocks, k = max(1, args.epochs // args.block), args.block
+    epochs = 1 + blocks * k
 
-    def config(grad_stats: bool):
+    def config(grad_stats: bool, batch_size: int = 128):
         return TrainConfig(model="mlp", dataset="mnist", activation="tanh", optimizer="adam", lr=1e-3,
-                           epochs=epochs, batch_size=128, device="cpu", seed=0, data_dir=args.data_dir,
+                           epochs=epochs, batch_size=batch_size, device="cpu", seed=0, data_dir=args.data_dir,
                            log_epochs="all", experiment="bench", grad_stats=grad_stats,
                            train_fraction=args.train_fraction)
 
@@ -196,7 +203,7 @@ def bench_training(args, work: Path):
     t1 = time.perf_counter()
     trainer.start(store, store.create_run(trainer.cfg.experiment, "train", run_name="bench-default"))
     t2 = time.perf_counter()
-    first_epoch = {"ibcli": ibcli_epoch(trainer)}
+    first_epoch = {"ibcli": ibcli_epochs(trainer)}
     to_first = fb.first_batch - t0
     note(f"to first batch: load MNIST + build model {t1 - t0:.2f} s, start (run, params, probe, "
          f"step-0 record) {t2 - t1:.2f} s, first batch {fb.first_batch - t2:.3f} s")
@@ -205,23 +212,14 @@ def bench_training(args, work: Path):
     nogs = Trainer(config(False))
     nogs.start(store, store.create_run(nogs.cfg.experiment, "train", run_name="bench-no-grad-stats"))
     bare = BareLoop(trainer.x_train, trainer.y_train, trainer.x_test, trainer.y_test)
-    first_epoch["no-grad-stats"] = ibcli_epoch(nogs)
-    first_epoch["bare"] = bare.epoch()
+    first_epoch["no-grad-stats"] = ibcli_epochs(nogs)
+    first_epoch["bare"] = bare.epochs()
     note("epoch 1 (warm-up, not counted): " + ", ".join(f"{k} {v:.2f} s" for k, v in first_epoch.items()))
 
     update_seconds = time_updates(trainer.grad_stats)
-    sides = {"ibcli": lambda: ibcli_epoch(trainer), "no-grad-stats": lambda: ibcli_epoch(nogs), "bare": bare.epoch}
-    times = {k: [] for k in sides}
-    order = list(sides)
-    for e in range(2, epochs + 1):  # alternate the order (ABC, CBA, ...) to cancel drift
-        for name in order:
-            times[name].append(sides[name]())
-        note(f"epoch {e}: " + ", ".join(f"{k} {times[k][-1]:.2f} s" for k in sides) + f"  (load {loadavg()})")
-        order.reverse()
-    # Median per side: a stray slow epoch (another process, a memory-bandwidth dip on
-    # the shared host) moves a mean of a few epochs by several percent.
-    median = {k: statistics.median(v) for k, v in times.items()}
-    note("for comparison, means of the same epochs: " + ", ".join(f"{k} {statistics.fmean(v):.2f}" for k, v in times.items()))
+    sides = {"ibcli": lambda k: ibcli_epochs(trainer, k), "no-grad-stats": lambda k: ibcli_epochs(nogs, k),
+             "bare": bare.epochs}
+    median = compare(sides, blocks, k, "batch 128")
     per_batch = update_seconds[0] / max(update_seconds[1], 1)
     note(f"gradient statistics inside ibcli's loop: {per_batch * 1e3:.2f} ms per batch = "
          f"{per_batch * trainer.steps_per_epoch:.2f} s per epoch (GradientStats.update, timed alone)")
@@ -241,9 +239,40 @@ def bench_training(args, work: Path):
            "<= 2 %", share <= 0.02)
     nogs.close()
     store.finish(nogs.run.info.run_id)
+    del nogs
+
+    # Batch 512: a quarter of the steps, the same fixed costs per epoch (probe pass, writes).
+    big = Trainer(config(True, batch_size=512))
+    big.start(store, store.create_run(big.cfg.experiment, "train", run_name="bench-batch-512"))
+    bare_big = BareLoop(big.x_train, big.y_train, big.x_test, big.y_test, batch_size=512)
+    warm = {"ibcli": ibcli_epochs(big), "bare": bare_big.epochs()}
+    note("batch 512, epoch 1 (warm-up, not counted): " + ", ".join(f"{k} {v:.2f} s" for k, v in warm.items()))
+    median_big = compare({"ibcli": lambda k: ibcli_epochs(big, k), "bare": bare_big.epochs}, blocks, k, "batch 512")
+    ratio_big = median_big["ibcli"] / median_big["bare"]
+    report("training overhead at batch 512, ibcli / bare PyTorch s per epoch",
+           f"{ratio_big:.3f} ({median_big['ibcli']:.2f} / {median_big['bare']:.2f} s)", "<= 1.10", ratio_big <= 1.10)
+    big.close()
+    store.finish(big.run.info.run_id)
     trainer.close()
     store.finish(trainer.run.info.run_id)
     return store, trainer
+
+
+def compare(sides: dict, blocks: int, k: int, label: str) -> dict[str, float]:
+    """Median seconds per epoch of each side over `blocks` blocks of `k` epochs, the sides
+    alternated per block (ABC, CBA, ...) to cancel drift. `sides` maps a name to f(k) -> s/epoch."""
+    times = {name: [] for name in sides}
+    order = list(sides)
+    for i in range(blocks):
+        for name in order:
+            times[name].append(sides[name](k))
+        note(f"{label}, block {i + 1} ({k} epochs each): " + ", ".join(f"{n} {times[n][-1]:.2f}" for n in sides)
+             + f" s per epoch  (load {loadavg()})")
+        order.reverse()
+    # Median per side: a stray slow block (another process, a memory-bandwidth dip on the
+    # shared host) moves a mean of a few blocks by several percent.
+    note(f"{label}, for comparison, means of the same blocks: " + ", ".join(f"{n} {statistics.fmean(v):.2f}" for n, v in times.items()))
+    return {name: statistics.median(v) for name, v in times.items()}
 
 
 # --------------------------------------------------------------------------- 3: KDE
@@ -447,6 +476,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=os.environ.get("IBCLI_DATA_DIR", "../shared/data"),
                    help="folder holding MNIST/raw (default ../shared/data)")
     p.add_argument("--epochs", type=int, default=6, help="measured training epochs per side after one warm-up (default 6)")
+    p.add_argument("--block", type=int, default=2, help="epochs per timed block, back to back (default 2; see README)")
     p.add_argument("--repeat", type=int, default=2, help="repetitions of the estimator timings (best is kept; default 2)")
     p.add_argument("--mi-records", type=int, default=10, help="records for the `ibcli mi --method kde` run (default 10)")
     p.add_argument("--train-fraction", type=float, default=None, help="debugging only: train on this share of MNIST")

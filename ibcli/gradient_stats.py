@@ -44,6 +44,9 @@ Conventions:
   gradients, non-contiguous ones, or a parameter with no gradient at the epoch's
   first batch): the three torch ops, with ||d||^2 taken in float64.
   ``summary()`` syncs once (a few ``.item()`` calls per layer).
+- On a GPU the trainer uses `DeviceGradientStats`: the same sums in tensors allocated
+  once, a few multi-tensor kernels per batch, no host synchronisation, so that its
+  ``update()`` can be captured in a CUDA graph with the training step.
 - A layer given as a list of parameters (e.g. ``[weight, bias]``) is treated as the
   one vector of all their elements: norms are taken over the concatenation. Pass
   ``[layer.weight]`` (or the weight alone) for the paper's weights-only statistics.
@@ -59,7 +62,23 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-__all__ = ["GradientStats", "preload_kernel"]
+__all__ = ["DeviceGradientStats", "GradientStats", "preload_kernel"]
+
+
+def _layer_lists(layer_params) -> dict[str, list[torch.Tensor]]:
+    """{layer: [parameter, ...]} from the constructors' argument, checked (see GradientStats)."""
+    if not isinstance(layer_params, Mapping) or len(layer_params) == 0:
+        raise ValueError("layer_params must be a non-empty dict {layer_name: parameter(s)}")
+    layers: dict[str, list[torch.Tensor]] = {}
+    for name, params in layer_params.items():
+        plist = [params] if isinstance(params, torch.Tensor) else list(params)
+        if not plist:
+            raise ValueError(f"layer {name!r} has no parameters")
+        for p in plist:
+            if not isinstance(p, torch.Tensor):
+                raise TypeError(f"layer {name!r}: expected torch tensors/Parameters, got {type(p).__name__}")
+        layers[str(name)] = plist
+    return layers
 
 class GradientStats:
     """Running mean and standard deviation of each layer's gradient across mini-batches.
@@ -91,22 +110,10 @@ class GradientStats:
         layer_params: Mapping[str, torch.Tensor | Sequence[torch.Tensor]],
         hold: int = 1,
     ) -> None:
-        if not isinstance(layer_params, Mapping) or len(layer_params) == 0:
-            raise ValueError("layer_params must be a non-empty dict {layer_name: parameter(s)}")
         if hold not in (1, 4):
             raise ValueError(f"hold must be 1 or 4, got {hold!r}")
         self._hold = hold
-        self._layers: dict[str, list[torch.Tensor]] = {}
-        for name, params in layer_params.items():
-            plist = [params] if isinstance(params, torch.Tensor) else list(params)
-            if not plist:
-                raise ValueError(f"layer {name!r} has no parameters")
-            for p in plist:
-                if not isinstance(p, torch.Tensor):
-                    raise TypeError(
-                        f"layer {name!r}: expected torch tensors/Parameters, got {type(p).__name__}"
-                    )
-            self._layers[str(name)] = plist
+        self._layers = _layer_lists(layer_params)
         self._scratch: dict[tuple, torch.Tensor] = {}  # (device, dtype) -> buffer for g - c, reused
         self.reset()
 
@@ -192,39 +199,180 @@ class GradientStats:
         n = self._count
         for name, ps in self._layers.items():
             weight_sq = sum(float(p.detach().to(torch.float64).square().sum()) for p in ps)
-            if n == 0:
-                mean_norm = std_norm = snr = math.nan
-            else:
-                mean_sq = 0.0  # ||mean||^2 = ||c + mean(d)||^2
-                shifted_sq = 0.0  # ||mean(d)||^2
-                sq_mean = 0.0  # (1/B) sum_b ||d_b||^2
+            mean_sq = shifted_sq = sq_mean = 0.0
+            if n > 0:
                 for a in self._acc[name]:
                     mean_d = a.total.to(torch.float64) / n
                     mean_sq += float((a.shift.to(torch.float64) + mean_d).square().sum())
                     shifted_sq += float(mean_d.square().sum())
                     sq_mean += float(a.sq) / n
-                # ||std||^2 = sum of per-element variances; clamp rounding below 0
-                # (one batch has no spread at all).
-                var_sum = max(sq_mean - shifted_sq, 0.0) if n > 1 else 0.0
-                mean_norm = math.sqrt(mean_sq)
-                std_norm = math.sqrt(var_sum)
-                if std_norm > 0.0:
-                    snr = mean_norm / std_norm
-                elif mean_norm > 0.0:
-                    snr = math.inf
-                else:
-                    snr = math.nan
-            rows.append(
-                {
-                    "layer": name,
-                    "grad_mean_norm": mean_norm,
-                    "grad_std_norm": std_norm,
-                    "snr": snr,
-                    "weight_norm": math.sqrt(weight_sq),
-                    "batches": n,
-                }
-            )
+            rows.append(_row(name, n, mean_sq, shifted_sq, sq_mean, weight_sq))
         return rows
+
+
+class DeviceGradientStats:
+    """The statistics of `GradientStats`, summed on the parameters' device in tensors allocated
+    once, with no host synchronisation per batch: ``update()`` may be captured in a CUDA graph.
+
+    Same definitions, shift and ``summary()`` rows as `GradientStats` (population std; the
+    epoch's first gradient c as the shift; d_b = g_b - c summed in the gradient's dtype and
+    ||d_b||^2 in float64, see the module docstring). Per batch: multi-tensor ops over all
+    tracked parameters at once (subtract, add, float64 norms, their squares added) and a
+    count, all on the device; on a GPU the whole update is about six kernels (or none to
+    launch, inside a captured graph). ``reset()`` zeroes the sums in place, so the tensors
+    keep their addresses and a captured ``update()`` stays valid; the batch count is a
+    device tensor; ``summary()`` synchronises once. On a CPU `GradientStats` (its fused
+    kernel) is faster.
+
+    Usage: as `GradientStats`. Inside a captured CUDA graph the Python code of ``update()``
+    runs only once, at capture: capture the epoch's first batch (``update(first=True)``) and
+    the others (``update(first=False)``) as separate graphs.
+
+    Args:
+        layer_params: ``{layer_name: parameter}`` or ``{layer_name: [parameter, ...]}``, all
+            on one device; a list is one vector (norms over all its elements), as in `GradientStats`.
+
+    Raises:
+        ValueError: ``layer_params`` is empty, a layer has no parameters, or the parameters
+            sit on more than one device.
+        TypeError: a value is not a tensor or a sequence of tensors.
+    """
+
+    def __init__(self, layer_params: Mapping[str, torch.Tensor | Sequence[torch.Tensor]]) -> None:
+        self._layers = _layer_lists(layer_params)
+        self._params = [p for ps in self._layers.values() for p in ps]
+        devices = {p.device for p in self._params}
+        if len(devices) != 1:
+            raise ValueError(f"DeviceGradientStats needs all parameters on one device, got {sorted(map(str, devices))}")
+        device = devices.pop()
+        self._shifts = [torch.zeros(p.numel(), dtype=_accumulation_dtype(p.dtype), device=device) for p in self._params]
+        self._totals = [torch.zeros_like(c) for c in self._shifts]
+        self._sq = torch.zeros(len(self._params), dtype=torch.float64, device=device)  # sum_b ||d_b||^2 per parameter
+        self._sq_slots = list(self._sq.unbind())  # 0-d views, one per parameter
+        self._live = [i for i, p in enumerate(self._params) if p.numel() > 0]
+        self._count = torch.zeros((), dtype=torch.int64, device=device)
+        self._first = True
+
+    @property
+    def layers(self) -> list[str]:
+        """Layer names, in the order given to the constructor."""
+        return list(self._layers)
+
+    @property
+    def batches(self) -> int:
+        """Number of ``update()`` calls (or replays) since the last ``reset()`` (synchronises)."""
+        return int(self._count)
+
+    @torch.no_grad()
+    def reset(self) -> None:
+        """Forget the accumulated gradients, in place (call at the start of each epoch)."""
+        for t in self._totals:
+            t.zero_()
+        self._sq.zero_()
+        self._count.zero_()
+        self._first = True
+
+    @torch.no_grad()
+    def update(self, first: bool | None = None) -> None:
+        """Add the current ``.grad`` of every tracked parameter as one mini-batch.
+
+        Args:
+            first: whether this is the epoch's first batch (its gradient becomes the shift);
+                None: the first call since ``reset()`` is. Pass it when capturing.
+
+        Raises:
+            RuntimeError: a tracked parameter has no ``.grad`` (call after ``loss.backward()``;
+                every tracked parameter must take part in the loss), or a gradient changed size.
+        """
+        grads = [p.grad for p in self._params]
+        if any(g is None for g in grads):
+            raise RuntimeError(
+                "DeviceGradientStats.update(): a tracked parameter has no .grad; call it after loss.backward()"
+            )
+        if first is None:
+            first = self._first
+        self._first = False
+        for g, c in zip(grads, self._shifts):
+            if g.numel() != c.numel():
+                raise RuntimeError(
+                    f"DeviceGradientStats: a gradient changed size ({c.numel()} -> {g.numel()} elements); "
+                    "build a new one after replacing a parameter"
+                )
+        # Empty parameters add nothing (and multi-tensor norms leave their results unset on a GPU).
+        live = self._live
+        flat = [grads[i].detach().reshape(-1).to(self._shifts[i].dtype) for i in live]
+        shifts = [self._shifts[i] for i in live]
+        self._count.add_(1)
+        if first:  # d = g - c = 0 for the shift itself: nothing to add
+            for c, g in zip(shifts, flat):
+                c.copy_(g)
+            return
+        if not live:
+            return
+        d = torch._foreach_sub(flat, shifts)
+        torch._foreach_add_([self._totals[i] for i in live], d)
+        # Multi-tensor norms summed in float64 (the accumulator type follows `dtype`), squared
+        # into each parameter's slot of the float64 sums.
+        norms = torch._foreach_norm(d, 2, dtype=torch.float64)
+        torch._foreach_addcmul_([self._sq_slots[i] for i in live], norms, norms)
+
+    @torch.no_grad()
+    def summary(self) -> list[dict]:
+        """Per-layer statistics since the last ``reset()``: the rows of `GradientStats.summary`
+        (``layer``, ``grad_mean_norm``, ``grad_std_norm``, ``snr``, ``weight_norm``, ``batches``),
+        computed in float64 on the device and read back in one transfer."""
+        count = self._count.to(torch.float64)
+        n_div = count.clamp(min=1.0)
+        parts = [count.reshape(1), self._sq / n_div]
+        for c, t, p in zip(self._shifts, self._totals, self._params):
+            mean_d = t.to(torch.float64) / n_div
+            parts.append(torch.stack([
+                (c.to(torch.float64) + mean_d).square().sum(),  # ||mean||^2 = ||c + mean(d)||^2
+                mean_d.square().sum(),  # ||mean(d)||^2
+                p.detach().to(torch.float64).square().sum(),  # ||w||^2
+            ]))
+        values = torch.cat(parts).tolist()
+        n = int(values[0])
+        k = len(self._params)
+        sq_mean, per_param = values[1 : 1 + k], values[1 + k :]
+        rows, i = [], 0
+        for name, ps in self._layers.items():
+            mean_sq = shifted_sq = layer_sq_mean = weight_sq = 0.0
+            for _ in ps:
+                mean_sq += per_param[3 * i]
+                shifted_sq += per_param[3 * i + 1]
+                weight_sq += per_param[3 * i + 2]
+                layer_sq_mean += sq_mean[i]
+                i += 1
+            rows.append(_row(name, n, mean_sq if n else 0.0, shifted_sq, layer_sq_mean, weight_sq))
+        return rows
+
+
+def _row(name: str, n: int, mean_sq: float, shifted_sq: float, sq_mean: float, weight_sq: float) -> dict:
+    """One summary row from a layer's shifted sums over n batches: ``mean_sq`` = ||c + mean(d)||^2
+    (the mean gradient), ``shifted_sq`` = ||mean(d)||^2, ``sq_mean`` = (1/n) sum_b ||d_b||^2."""
+    if n == 0:
+        mean_norm = std_norm = snr = math.nan
+    else:
+        # ||std||^2 = sum of per-element variances; clamp rounding below 0
+        # (one batch has no spread at all).
+        var_sum = max(sq_mean - shifted_sq, 0.0) if n > 1 else 0.0
+        mean_norm = math.sqrt(mean_sq)
+        std_norm = math.sqrt(var_sum)
+        if std_norm > 0.0:
+            snr = mean_norm / std_norm
+        elif mean_norm > 0.0:
+            snr = math.inf
+        else:
+            snr = math.nan
+    return {
+        "layer": name,
+        "grad_mean_norm": mean_norm,
+        "grad_std_norm": std_norm,
+        "snr": snr,
+        "weight_norm": math.sqrt(weight_sq),
+        "batches": n,
+    }
 
 
 def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:

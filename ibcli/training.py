@@ -4,6 +4,13 @@ At step 0 and at every scheduled epoch or step, one forward pass over the probe 
 gives every recorded layer's output; the recorder writes them as Parquet under the
 run's `activations/` while training goes on. Per epoch: train/test loss and accuracy
 (step = epoch), gradient statistics per layer, and a checkpoint for `--resume`.
+
+On a CPU the loop is plain eager PyTorch. On a GPU (unless `--eager`) each step is a
+`StaticStep`: batches gathered on the device, a fused optimizer, device-side gradient
+statistics and no host synchronisation inside the epoch, each step shape captured once as
+a CUDA graph and replayed. Either way the metrics, the gradient table and the checkpoints
+are written by the recorder's thread, in order after the records queued before them, so a
+checkpoint never lists an epoch whose record or metrics are not written.
 """
 
 from __future__ import annotations
@@ -26,11 +33,12 @@ from ibcli.datasets import load_dataset
 from ibcli.datasets.base import DatasetTensors, make_probe_set
 from ibcli.devices import resolve_device
 from ibcli.errors import UserError
-from ibcli.gradient_stats import GradientStats
+from ibcli.gradient_stats import DeviceGradientStats, GradientStats
 from ibcli.models import MODEL_ALIASES, OPTIMIZERS, build_model
 from ibcli.recorder import Recorder
 from ibcli.schedule import parse_epoch_schedule, parse_step_schedule
 from ibcli.store import CONFIG_TAG
+from ibcli.train_step import StaticStep
 
 CHECKPOINT = "checkpoints/last.pt"
 # Long runs of tiny nets do thousands of epochs: talk to MLflow and the disk at most this often.
@@ -67,6 +75,7 @@ class TrainConfig:
     activation_dtype: str = "float32"
     experiment: str = "ibcli"
     grad_stats: bool = True
+    eager: bool = False
 
     def to_json(self) -> str:
         """The whole configuration as JSON (stored in the run's `ibcli.config` tag)."""
@@ -115,10 +124,65 @@ class TrainConfig:
                 raise UserError(message)
 
 
-def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrainConfig, model: nn.Module, fused: bool = False, capturable: bool = False) -> torch.optim.Optimizer:
+    """SGD (with momentum) or Adam over the model's parameters, PyTorch's default implementation,
+    or with `fused` its fused kernels (one launch per step) and with `capturable` (Adam) step
+    counts kept on the device, as a CUDA graph needs."""
+    kwargs = {"fused": True} if fused else {}
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **kwargs)
+    if capturable:
+        kwargs["capturable"] = True
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **kwargs)
+
+
+# Optimizer options that choose an implementation, not the mathematics: a checkpoint keeps
+# the ones of the device it was written on, a resume takes the ones of its own device.
+IMPLEMENTATION_FLAGS = ("foreach", "fused", "capturable", "differentiable")
+
+
+def load_checkpoint(path) -> dict:
+    """A checkpoint as `Trainer.save_checkpoint` wrote it, every tensor on the CPU.
+
+    Always loaded to the CPU, whatever the device: the random generators' states must stay
+    CPU byte tensors (`Generator.set_state` refuses others), and `load_state_dict` moves the
+    model's and the optimizer's tensors to their parameters' device itself.
+    """
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load a saved optimizer state written on any device into `optimizer`, keeping the
+    optimizer's own implementation flags (`IMPLEMENTATION_FLAGS`): a GPU run's fused,
+    capturable Adam resumes as the CPU's plain Adam and back, with step counts and moments
+    moved where the parameters are."""
+    groups = []
+    for saved, current in zip(state["param_groups"], optimizer.param_groups):
+        group = dict(saved)
+        for key in IMPLEMENTATION_FLAGS:
+            if key in current:
+                group[key] = current[key]
+            else:
+                group.pop(key, None)
+        groups.append(group)
+    optimizer.load_state_dict({**state, "param_groups": groups})
+
+
+def to_host(value):
+    """A CPU copy of `value` (a tensor, or dicts/lists/tuples of them and plain values).
+
+    Device tensors are copied without waiting (into pinned memory, `non_blocking`): read
+    them only after a CUDA event recorded after this call has completed. CPU tensors are
+    cloned, everything else deep-copied.
+    """
+    if isinstance(value, torch.Tensor):
+        t = value.detach()
+        return t.clone() if t.device.type == "cpu" else t.to("cpu", non_blocking=True)
+    if isinstance(value, dict):
+        return {k: to_host(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_host(v) for v in value)
+    return copy.deepcopy(value)
 
 
 def layer_weights(model) -> dict[str, torch.Tensor]:
@@ -128,6 +192,25 @@ def layer_weights(model) -> dict[str, torch.Tensor]:
         weights = [m.weight for m in block.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
         out["output" if name == "logits" else name] = weights[0]
     return out
+
+
+def layer_ranges(layers: dict[str, torch.Tensor | list[torch.Tensor]]) -> dict[str, list[float]]:
+    """{layer: [min, max]} of each tensor (or list of row chunks of one), read back in one
+    transfer; NaN when the layer holds a NaN (inf when it holds an inf); [0.0, 0.0] for an
+    empty one."""
+    parts = []
+    for value in layers.values():
+        given = list(value) if isinstance(value, (list, tuple)) else [value]
+        chunks = [c for c in given if c.numel()]
+        if not chunks:
+            parts.append(torch.zeros(2, dtype=torch.float64, device=given[0].device if given else None))
+            continue
+        both = torch.stack([torch.stack(torch.aminmax(c)) for c in chunks])  # (chunks, 2)
+        parts.append(torch.stack([both[:, 0].min(), both[:, 1].max()]).to(torch.float64))
+    if not parts:
+        return {}
+    values = torch.cat(parts).tolist()
+    return {name: values[2 * i : 2 * i + 2] for i, name in enumerate(layers)}
 
 
 @dataclass
@@ -140,13 +223,21 @@ class TrainState:
 
 
 class Trainer:
-    """Runs one train run end to end. `progress` is a callback object or None."""
+    """Runs one train run end to end. `progress` is a callback object or None.
 
-    def __init__(self, cfg: TrainConfig, progress=None):
+    `static_step`: train with `StaticStep` (None: on a GPU unless `cfg.eager`); CUDA graphs
+    only on a GPU. True on a CPU runs the GPU's step eagerly (for tests). `on_valid`: called
+    once the data is loaded and the options proved usable, before the model goes to the
+    device (where a GPU starts up), e.g. to open the store meanwhile.
+    """
+
+    def __init__(self, cfg: TrainConfig, progress=None, *, static_step: bool | None = None, on_valid=None):
         cfg.validate()
         self.cfg, self.progress = cfg, progress
         self.store = None
         self.device = torch.device(resolve_device(cfg.device))
+        cuda = self.device.type == "cuda"
+        static = (cuda and not cfg.eager) if static_step is None else static_step
         if self.device.type == "cpu" and MODEL_ALIASES.get(cfg.model, cfg.model) == "ib":
             # The 12-10-7-5-4-3-2 net is too small to split across threads: more only contend
             # (measured: 11 vs 1 epochs/s on a busy 2-core machine).
@@ -155,41 +246,53 @@ class Trainer:
         self.data: DatasetTensors = load_dataset(cfg.dataset, cfg.data_dir, cfg.train_fraction, cfg.seed)
         probe_split = cfg.probe_split
         self.probe = make_probe_set(self.data, probe_split, cfg.probe_size)
-        self.model = build_model(cfg.model, cfg.activation, self.data.input_shape, self.data.num_classes).to(self.device)
-        self.optimizer = make_optimizer(cfg, self.model)
+        model = build_model(cfg.model, cfg.activation, self.data.input_shape, self.data.num_classes)
+        if on_valid is not None:
+            on_valid()
+        self.model = model.to(self.device)
+        # On a GPU: fused kernels, and step counts on the device where a graph replays the step.
+        self.optimizer = make_optimizer(cfg, self.model, fused=cuda and static, capturable=cuda and static)
         self.loss_fn = nn.CrossEntropyLoss()
         self.steps_per_epoch = math.ceil(len(self.data.x_train) / cfg.batch_size)
         self.epoch_schedule = parse_epoch_schedule(cfg.log_epochs, cfg.epochs)
         self.step_schedule = parse_step_schedule(cfg.log_steps, self.steps_per_epoch)
         self.generator = torch.Generator(device="cpu").manual_seed(cfg.seed)
         self.state = TrainState()
-        # hold=4: gradients are added four batches per pass on a CPU (half the cost); safe
-        # because the loop clears them with set_to_none=True and SGD/Adam never write .grad.
-        self.grad_stats = (
-            GradientStats(layer_weights(self.model), hold=4 if self.device.type == "cpu" else 1)
-            if cfg.grad_stats else None
-        )
+        # CPU, plain loop: hold=4, gradients are added four batches per pass (half the cost);
+        # safe because the loop clears them with set_to_none=True and SGD/Adam never write .grad.
+        # Otherwise the device-side sums: no launches per parameter op, no host syncs.
+        self.grad_stats = None
+        if cfg.grad_stats:
+            self.grad_stats = (GradientStats(layer_weights(self.model), hold=4) if not (cuda or static)
+                               else DeviceGradientStats(layer_weights(self.model)))
         self.gradient_rows: list[dict] = []
         # Tensors live on the device once; batches are index gathers, not a DataLoader.
         self.x_train = self.data.x_train.to(self.device)
         self.y_train = self.data.y_train.to(self.device)
         self.x_test = self.data.x_test.to(self.device)
         self.y_test = self.data.y_test.to(self.device)
-        self.x_probe = self.probe.x.to(self.device)
         # When the probe set is the whole test set, one pass gives both test metrics and the record.
         self.probe_is_test = cfg.probe_split == "test" and len(self.probe.x) == len(self.data.x_test)
+        self.x_probe = self.x_test if self.probe_is_test else self.probe.x.to(self.device)
+        self.step_fn = None
+        if static:
+            self.step_fn = StaticStep(self.model, self.loss_fn, self.optimizer, self.x_train, self.y_train,
+                                      cfg.batch_size, self.grad_stats, graphs=cuda)
+        self._copy_stream = torch.cuda.Stream(self.device) if cuda else None
         self.run = None
         self.artifacts = None
         self.recorder: Recorder | None = None
         self._pending_metrics: list[tuple[int, dict]] = []
         self._last_flush = self._last_checkpoint = time.monotonic()
         self._snapshot: dict | None = None
+        self._snapshot_ready = None  # a CUDA event: the snapshot's copies are done
         self._closed = False
 
     # ---- passes over fixed sets -------------------------------------------------
     @torch.no_grad()
     def _forward_all(self, x: torch.Tensor, record: bool, chunk: int = 2500):
-        """Logits for all of x, and (if record) each layer's outputs flattened to (n, width)."""
+        """Logits for all of x, and (if record) each layer's outputs flattened to (rows, width),
+        as a list of row chunks."""
         self.model.eval()
         logits, layers = [], {}
         for i in range(0, len(x), chunk):
@@ -201,7 +304,7 @@ class Trainer:
                 out = self.model(x[i : i + chunk])
             logits.append(out)
         self.model.train()
-        return torch.cat(logits), {k: torch.cat(v) for k, v in layers.items()}
+        return torch.cat(logits), layers
 
     def _metrics(self, logits: torch.Tensor, y: torch.Tensor, prefix: str) -> dict[str, float]:
         loss = self.loss_fn(logits, y).item()
@@ -209,14 +312,38 @@ class Trainer:
         return {f"{prefix}_loss": loss, f"{prefix}_accuracy": acc}
 
     def _record(self, epoch: float, step: int, want_test_metrics: bool) -> dict[str, float]:
-        """Record the probe set at this point; returns test metrics if they came for free."""
+        """Record the probe set at this point; returns test metrics if they came for free.
+
+        The training thread computes each layer's range (which also tells NaN or inf) and
+        starts the copy to the host; the recorder's thread waits for it and writes.
+        """
         logits, layers = self._forward_all(self.x_probe, record=True)
-        dtype = np.float16 if self.cfg.activation_dtype == "float16" else np.float32
-        arrays = {k: v.to("cpu").numpy().astype(dtype, copy=False) for k, v in layers.items()}
-        self.recorder.submit(epoch, step, arrays)
+        dtype = torch.float16 if self.cfg.activation_dtype == "float16" else torch.float32
+        if self.device.type == "cpu":  # the writer thread joins the row chunks
+            layers = {k: [c.to(dtype) for c in v] for k, v in layers.items()}
+        else:  # joined on the device (cheap), copied to the host in one piece
+            layers = {k: torch.cat(v).to(dtype) for k, v in layers.items()}
+        ranges = layer_ranges(layers)
+        host, ready = self._to_host_async(layers)
+        self.recorder.submit(epoch, step, host, ranges=ranges, ready=ready)
         if want_test_metrics and self.probe_is_test:
             return self._metrics(logits, self.y_test, "test")
         return {}
+
+    def _to_host_async(self, layers: dict[str, torch.Tensor]):
+        """(layers on the CPU, an event to wait for before reading them or None). On a GPU the
+        copies run on their own stream, beside the next steps."""
+        if self._copy_stream is None:
+            return layers, None
+        stream = self._copy_stream
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            host = {k: v.to("cpu", non_blocking=True) for k, v in layers.items()}
+            ready = torch.cuda.Event()
+            ready.record(stream)
+        for v in layers.values():
+            v.record_stream(stream)  # the allocator must not reuse them before the copy is done
+        return host, ready
 
     def _test_metrics(self) -> dict[str, float]:
         logits, _ = self._forward_all(self.x_test, record=False)
@@ -277,31 +404,11 @@ class Trainer:
             self.progress.start(cfg.epochs, self.steps_per_epoch, self.state.epoch)
         for epoch in range(self.state.epoch + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
-            order = torch.randperm(n, generator=self.generator).to(self.device)
-            loss_sum = torch.zeros((), device=self.device)
-            correct = torch.zeros((), device=self.device, dtype=torch.long)
-            if self.grad_stats:
-                self.grad_stats.reset()
-            for b in range(self.steps_per_epoch):
-                idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                # index_select copies whole rows: 2-3x faster than x[idx] advanced indexing on CPU.
-                xb, yb = self.x_train.index_select(0, idx), self.y_train.index_select(0, idx)
-                logits = self.model(xb)
-                loss = self.loss_fn(logits, yb)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if self.grad_stats:
-                    self.grad_stats.update()
-                self.optimizer.step()
-                loss_sum += loss.detach() * len(idx)
-                correct += (logits.detach().argmax(1) == yb).sum()
-                self.state.step += 1
-                if self.state.step in self.step_schedule:
-                    if not math.isfinite(loss.item()):
-                        raise Diverged(f"training loss became {loss.item()} at step {self.state.step} (epoch {epoch})")
-                    self._record(self.state.step / self.steps_per_epoch, self.state.step, want_test_metrics=False)
-                if self.progress:
-                    self.progress.batch(b + 1)
+            order = torch.randperm(n, generator=self.generator)
+            if self.step_fn is not None:
+                loss_sum, correct = self._static_epoch(epoch, order)
+            else:
+                loss_sum, correct = self._eager_epoch(epoch, order.to(self.device))
             train_loss = (loss_sum / n).item()
             if not math.isfinite(train_loss):
                 raise Diverged(f"training loss became {train_loss} in epoch {epoch}: lower --lr")
@@ -334,47 +441,109 @@ class Trainer:
             if self.progress:
                 self.progress.epoch(epoch, metrics)
 
+    def _eager_epoch(self, epoch: int, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The plain loop over one epoch's batches; (sum of loss * rows, correct) as tensors."""
+        cfg = self.cfg
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        if self.grad_stats:
+            self.grad_stats.reset()
+        for b in range(self.steps_per_epoch):
+            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            # index_select copies whole rows: 2-3x faster than x[idx] advanced indexing on CPU.
+            xb, yb = self.x_train.index_select(0, idx), self.y_train.index_select(0, idx)
+            logits = self.model(xb)
+            loss = self.loss_fn(logits, yb)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.grad_stats:
+                self.grad_stats.update()
+            self.optimizer.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.detach().argmax(1) == yb).sum()
+            self.state.step += 1
+            if self.state.step in self.step_schedule:
+                if not math.isfinite(loss.item()):
+                    raise Diverged(f"training loss became {loss.item()} at step {self.state.step} (epoch {epoch})")
+                self._record(self.state.step / self.steps_per_epoch, self.state.step, want_test_metrics=False)
+            if self.progress:
+                self.progress.batch(b + 1)
+        return loss_sum, correct
+
+    def _static_epoch(self, epoch: int, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One epoch of `StaticStep`s: nothing waits for the device until the epoch ends
+        (or a step the schedule records)."""
+        step, n, bs = self.step_fn, len(self.x_train), self.cfg.batch_size
+        step.start_epoch(order)
+        for b in range(self.steps_per_epoch):
+            step(min(bs, n - b * bs), first=b == 0)
+            self.state.step += 1
+            if self.state.step in self.step_schedule:
+                so_far = step.loss_sum.item()  # finite unless some batch's loss was not
+                if not math.isfinite(so_far):
+                    raise Diverged(f"training loss became {so_far} by step {self.state.step} (epoch {epoch})")
+                self._record(self.state.step / self.steps_per_epoch, self.state.step, want_test_metrics=False)
+            if self.progress:
+                self.progress.batch(b + 1)
+        return step.loss_sum, step.correct
+
+    def _write(self, fn, *args) -> None:
+        """Run `fn(*args)` in the recorder's thread, after everything queued before (now, if
+        there is no recorder)."""
+        if self.recorder is not None:
+            self.recorder.call(fn, *args)
+        else:
+            fn(*args)
+
     def flush(self) -> None:
-        """Send buffered metrics to MLflow and rewrite the gradient table."""
-        if self._pending_metrics:
-            self.store.log_metric_rows(self.run.info.run_id, self._pending_metrics)
-            self._pending_metrics = []
-        self._write_gradients()
+        """Queue the buffered metrics for MLflow and a rewrite of the gradient table."""
+        rows, self._pending_metrics = self._pending_metrics, []
+        self._write(self._write_metrics, rows, list(self.gradient_rows))
         self._last_flush = time.monotonic()
 
-    def _write_gradients(self) -> None:
-        if not self.gradient_rows:
-            return
-        path = self.artifacts.writable_path(GRADIENTS)
-        # epoch float64 like every ibcli table (mi.parquet, activation files); step int64
-        pd.DataFrame(self.gradient_rows).astype({"epoch": "float64", "step": "int64"}).to_parquet(path, index=False)
-        self.artifacts.commit(path, GRADIENTS)
+    def _write_metrics(self, rows: list, gradient_rows: list) -> None:
+        if rows:
+            self.store.log_metric_rows(self.run.info.run_id, rows)
+        if gradient_rows:
+            path = self.artifacts.writable_path(GRADIENTS)
+            # epoch float64 like every ibcli table (mi.parquet, activation files); step int64
+            pd.DataFrame(gradient_rows).astype({"epoch": "float64", "step": "int64"}).to_parquet(path, index=False)
+            self.artifacts.commit(path, GRADIENTS)
 
     def _take_snapshot(self) -> None:
-        """Copy the end-of-epoch state in memory (cheap), so an interrupt mid-epoch can
-        still checkpoint the last completed epoch."""
+        """Copy the end-of-epoch state in memory (cheap; from a GPU without waiting), so an
+        interrupt mid-epoch can still checkpoint the last completed epoch."""
         self._snapshot = {
-            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "model": to_host(self.model.state_dict()),
+            "optimizer": to_host(self.optimizer.state_dict()),
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
             "epoch": self.state.epoch, "step": self.state.step,
             # Lengths, not copies: both lists only grow, so a prefix is the state at this epoch.
             "history_len": len(self.state.history), "gradient_rows_len": len(self.gradient_rows),
         }
+        self._snapshot_ready = None
+        if self.device.type == "cuda":
+            self._snapshot_ready = torch.cuda.Event()
+            self._snapshot_ready.record()
 
     def save_checkpoint(self) -> None:
-        """Write the last completed epoch's state to checkpoints/last.pt (atomically)."""
+        """Queue writing the last completed epoch's state to checkpoints/last.pt (atomically)."""
         if self._snapshot is None:
             return
         snap = dict(self._snapshot)
         snap["history"] = self.state.history[: snap.pop("history_len")]
         snap["gradient_rows"] = self.gradient_rows[: snap.pop("gradient_rows_len")]
+        self._write(self._write_checkpoint, snap, self._snapshot_ready)
+        self._last_checkpoint = time.monotonic()
+
+    def _write_checkpoint(self, snap: dict, ready) -> None:
+        if ready is not None:
+            ready.synchronize()  # the snapshot's copies from the GPU
         buffer = io.BytesIO()
         torch.save(snap, buffer)
         path = self.artifacts.writable_path(CHECKPOINT)
         path.write_bytes(buffer.getvalue())
         self.artifacts.commit(path, CHECKPOINT)
-        self._last_checkpoint = time.monotonic()
 
     def resume_from(self, store, run) -> None:
         """Continue `run` (same MLflow run) from its last checkpoint.
@@ -391,9 +560,9 @@ class Trainer:
             path = self.artifacts.local_path(CHECKPOINT)
         except FileNotFoundError:
             raise UserError(f"run {run.info.run_id} has no checkpoint to resume from (it ended before its first epoch)") from None
-        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        ckpt = load_checkpoint(path)
         self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        load_optimizer_state(self.optimizer, ckpt["optimizer"])
         self.generator.set_state(ckpt["generator"])
         torch.set_rng_state(ckpt["torch_rng"])
         self.state = TrainState(ckpt["epoch"], ckpt["step"], ckpt["history"])
@@ -410,11 +579,13 @@ class Trainer:
         if self._closed:
             return
         self._closed = True
-        if self.recorder is not None:
-            self.recorder.close()
-        if self.run is not None:
-            self.flush()
-            self.save_checkpoint()
+        try:
+            if self.run is not None:
+                self.flush()
+                self.save_checkpoint()
+        finally:
+            if self.recorder is not None:
+                self.recorder.close()
 
     def summary(self) -> dict:
         last = self.state.history[-1] if self.state.history else {}

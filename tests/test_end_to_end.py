@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -18,34 +19,48 @@ PROBE = 600
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    """A fresh working directory, so the default store runs/ starts empty."""
+    """A fresh working directory (the default store runs/ starts empty) holding one train run,
+    2 epochs: (folder, the train summary). Each test here needs only this run, so they pass
+    in any order, alone, or on different workers of `pytest -n` (each builds its own)."""
+    import contextlib
+    import io
     import os
+
+    from ibcli.cli import main
 
     if not (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
         pytest.skip(f"real MNIST not found under {SHARED_DATA}")
     root = tmp_path_factory.mktemp("e2e")
     old = os.getcwd()
+    old_uri = os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.chdir(root)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
     try:
-        yield root
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):  # capsys is per test, this fixture per module
+            code = main([str(a) for a in ["train", "--model", "mlp", "--data-dir", _data(), "--epochs", 2,
+                                          "--train-fraction", 0.03, "--probe-size", PROBE, "--log-epochs", "all",
+                                          "--json", "--quiet"]])
+        assert code == 0
+        yield root, json.loads(out.getvalue().strip().splitlines()[-1])
     finally:
         os.chdir(old)
+        if old_uri is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = old_uri
 
 
 def test_train_mi_plot_store_contents(pipeline, capsys):
-    train = run_json(["train", "--model", "mlp", "--data-dir", _data(), "--epochs", 2,
-                      "--train-fraction", 0.03, "--probe-size", PROBE, "--log-epochs", "all"], capsys)
+    root, train = pipeline
     assert train["status"] == "FINISHED" and train["records"] == 3  # step 0 + 2 epochs
     mi = run_json(["mi", train["run_id"][:8], "--method", "binning"], capsys)
-    plot = run_json(["plot", train["run_id"], "--output", pipeline / "figs"], capsys)
+    plot = run_json(["plot", train["run_id"], "--output", root / "figs"], capsys)
 
     store = Store()
     train_run = store.find_run(train["run_id"], stage="train")
     mi_run = store.find_run(mi["mi_run_id"], stage="mi")
     plot_run = store.find_run(plot["plot_run_id"], stage="plot")
-    # three runs, the two children linked to the train run
-    assert {r.info.run_id for r in store.all_runs()} == {train_run.info.run_id, mi_run.info.run_id, plot_run.info.run_id}
+    # one train run; the mi and plot runs are children of it
+    assert [r.info.run_id for r in store.all_runs() if r.data.tags.get(STAGE_TAG) == "train"] == [train_run.info.run_id]
+    assert {mi_run.info.run_id, plot_run.info.run_id} <= {r.info.run_id for r in store.children(train_run.info.run_id)}
     for child in (mi_run, plot_run):
         assert child.data.tags[PARENT_TAG] == train_run.info.run_id
         assert child.info.status == "FINISHED"
@@ -94,7 +109,7 @@ def test_train_mi_plot_store_contents(pipeline, capsys):
     # keeps one self-contained report (what MLflow's artifact viewer can show)
     figures = {"information_plane", "information_plane_by_method", "mi_per_epoch", "training_curves", "gradient_snr",
                "activation_histograms"}
-    assert {p.name for p in (pipeline / "figs").iterdir()} == (
+    assert {p.name for p in (root / "figs").iterdir()} == (
         {f"{n}.html" for n in figures} | {"plotly.min.js", "report.html", "activation_histograms.parquet"})
     for name in figures:
         html = (pipeline / "figs" / f"{name}.html").read_text()
@@ -116,7 +131,7 @@ def test_mi_on_chosen_epochs_and_layers_with_a_noise_sweep(pipeline, capsys):
     from conftest import run_cli
 
     store = Store()
-    train_id = next(r.info.run_id for r in store.all_runs() if r.data.tags.get(STAGE_TAG) == "train")
+    train_id = pipeline[1]["run_id"]
     mi = run_json(["mi", train_id, "--method", "kde", "--epoch", 2, "--layer", "layer5",
                    "--noise-var", 0.1, "--noise-var", 0.01], capsys)
     table = pq.read_table(store.artifacts(store.find_run(mi["mi_run_id"])).local_path("mi.parquet")).to_pandas()

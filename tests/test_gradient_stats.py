@@ -283,3 +283,200 @@ def test_torch_ops_path_squares_in_float64(monkeypatch):
     (row,) = stats.summary()
     expected = float(torch.tensor([1e19, -1e19, 3e19], dtype=torch.float64).std(correction=0)) * 2
     assert row["grad_std_norm"] == pytest.approx(expected, rel=1e-6)
+
+
+# ------------------------------------------------------------------ DeviceGradientStats
+def test_device_stats_hand_computed_sequence():
+    from ibcli.gradient_stats import DeviceGradientStats
+
+    w = torch.nn.Parameter(torch.tensor([3.0, 4.0], dtype=torch.float64))
+    stats = DeviceGradientStats({"h1": w})
+    for _ in _feed(w, [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]):
+        stats.update()
+    (row,) = stats.summary()
+    assert row["layer"] == "h1" and row["batches"] == 3 == stats.batches
+    assert abs(row["grad_mean_norm"] - 5.0) < 1e-12
+    assert abs(row["grad_std_norm"] - math.sqrt(16.0 / 3.0)) < 1e-12
+    assert abs(row["snr"] - 5.0 / math.sqrt(16.0 / 3.0)) < 1e-12
+    assert abs(row["weight_norm"] - 5.0) < 1e-12
+
+
+def test_device_stats_edge_cases_like_gradient_stats():
+    """No batch: nan; one batch: std 0, snr inf; zero gradients: snr nan; a list is one vector."""
+    from ibcli.gradient_stats import DeviceGradientStats
+
+    w = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    b = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    stats = DeviceGradientStats({"h": [w, b]})
+    (row,) = stats.summary()
+    assert row["batches"] == 0 and math.isnan(row["grad_mean_norm"]) and math.isnan(row["snr"])
+    for gw, gb in [(1.0, 2.0), (3.0, 4.0), (5.0, 6.0)]:
+        w.grad, b.grad = torch.tensor([gw], dtype=torch.float64), torch.tensor([gb], dtype=torch.float64)
+        stats.update()
+    (row,) = stats.summary()
+    assert abs(row["grad_mean_norm"] - 5.0) < 1e-12 and abs(row["grad_std_norm"] - math.sqrt(16.0 / 3.0)) < 1e-12
+    stats.reset()
+    w.grad, b.grad = torch.tensor([6.0], dtype=torch.float64), torch.tensor([8.0], dtype=torch.float64)
+    stats.update()
+    (row,) = stats.summary()
+    assert row["batches"] == 1 and row["grad_mean_norm"] == 10.0 and row["grad_std_norm"] == 0.0 and row["snr"] == math.inf
+    stats.reset()
+    w.grad, b.grad = torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+    stats.update()
+    assert math.isnan(stats.summary()[0]["snr"])
+
+
+def test_device_stats_high_snr_float32_matches_float64_two_pass():
+    """The case of test_high_snr_float32_matches_float64_two_pass: SNR 1000, 469 batches."""
+    from ibcli.gradient_stats import DeviceGradientStats
+
+    gen = torch.Generator().manual_seed(0)
+    n, batches = 20_000, 469
+    mu = torch.randn(n, generator=gen, dtype=torch.float64)
+    grads = (mu + 1e-3 * torch.randn(batches, n, generator=gen, dtype=torch.float64)).float()
+    w = torch.nn.Parameter(torch.zeros(n))
+    stats = DeviceGradientStats({"h": w})
+    w.grad = torch.zeros(n)
+    for g in grads:
+        w.grad.copy_(g)  # the same .grad tensor, written in place (as the static step does)
+        stats.update()
+    (row,) = stats.summary()
+    g64 = grads.double()
+    assert row["grad_mean_norm"] == pytest.approx(float(g64.mean(0).norm()), rel=1e-6)
+    assert row["grad_std_norm"] == pytest.approx(float(g64.std(0, correction=0).norm()), rel=1e-5)
+
+
+def test_device_stats_agree_with_gradient_stats_in_an_adam_loop():
+    """Two epochs of a real loop, the explicit first= of a captured step, against the CPU
+    class (numba kernel, hold=4) and a float64 reference: 1e-6 relative."""
+    import ibcli.gradient_stats as gs
+
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(30, 40), torch.nn.Tanh(), torch.nn.Linear(40, 3))
+    layers = {"h": model[0].weight, "out": [model[2].weight, model[2].bias]}
+    device_stats, cpu_stats = gs.DeviceGradientStats(layers), gs.GradientStats(layers, hold=4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for epoch in range(2):
+        device_stats.reset()
+        cpu_stats.reset()
+        seen = []
+        for b in range(10):
+            x, y = torch.randn(16, 30), torch.randint(0, 3, (16,))
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            device_stats.update(first=b == 0)
+            cpu_stats.update()
+            seen.append(model[0].weight.grad.detach().double().flatten().clone())
+            opt.step()
+        rows, ref = device_stats.summary(), cpu_stats.summary()
+        g = torch.stack(seen)
+        assert rows[0]["grad_mean_norm"] == pytest.approx(float(g.mean(0).norm()), rel=1e-6)
+        assert rows[0]["grad_std_norm"] == pytest.approx(float(g.std(0, correction=0).norm()), rel=1e-6)
+        for r, q in zip(rows, ref):
+            assert r["layer"] == q["layer"] and r["batches"] == q["batches"] == 10
+            for key in ("grad_mean_norm", "grad_std_norm", "snr", "weight_norm"):
+                assert r[key] == pytest.approx(q[key], rel=1e-6), (r["layer"], key)
+
+
+def test_device_stats_reset_keeps_the_tensors():
+    """A captured graph holds the sums' addresses: reset() must zero them in place."""
+    from ibcli.gradient_stats import DeviceGradientStats
+
+    w = torch.nn.Parameter(torch.zeros(5))
+    stats = DeviceGradientStats({"h": w})
+    buffers = [t.data_ptr() for t in (*stats._shifts, *stats._totals, stats._sq, stats._count)]
+    for v in (1.0, 2.0, 4.0):
+        w.grad = torch.full((5,), v)
+        stats.update()
+    stats.reset()
+    assert stats.batches == 0
+    assert [t.data_ptr() for t in (*stats._shifts, *stats._totals, stats._sq, stats._count)] == buffers
+    assert float(stats._sq.sum()) == 0.0 and all(float(t.abs().sum()) == 0.0 for t in stats._totals)
+
+
+def test_device_stats_errors():
+    from ibcli.gradient_stats import DeviceGradientStats
+
+    with pytest.raises(ValueError):
+        DeviceGradientStats({})
+    with pytest.raises(TypeError):
+        DeviceGradientStats({"h": [1.0]})
+    with pytest.raises(ValueError, match="one device"):
+        DeviceGradientStats({"a": torch.zeros(2), "b": torch.zeros(2, device="meta")})
+    w = torch.nn.Parameter(torch.zeros(3))
+    stats = DeviceGradientStats({"h": w})
+    with pytest.raises(RuntimeError, match="backward"):
+        stats.update()
+    w.grad = torch.zeros(3)
+    stats.update()
+    w.data = torch.zeros(4)  # the parameter replaced mid-epoch
+    w.grad = torch.zeros(4)
+    with pytest.raises(RuntimeError, match="changed size"):
+        stats.update()
+
+
+def test_device_stats_square_in_float64():
+    """||d||^2 of 1e19 gradients overflows float32 but not the float64 norms."""
+    from ibcli.gradient_stats import DeviceGradientStats
+
+    w = torch.nn.Parameter(torch.zeros(4))
+    stats = DeviceGradientStats({"h": w})
+    for v in (1e19, -1e19, 3e19):
+        w.grad = torch.full((4,), v)
+        stats.update()
+    (row,) = stats.summary()
+    expected = float(torch.tensor([1e19, -1e19, 3e19], dtype=torch.float64).std(correction=0)) * 2
+    assert row["grad_std_norm"] == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_device_stats_update_captured_in_cuda_graphs():
+    """update(first=True) and update(first=False) captured as two graphs, replayed over
+    an epoch of gradients written into the same .grad: the eager result to 1e-6."""
+    from ibcli.gradient_stats import DeviceGradientStats
+
+    gen = torch.Generator().manual_seed(2)
+    grads = (0.3 + torch.randn(12, 50, 7, generator=gen)).cuda()
+    w = torch.nn.Parameter(torch.zeros(50, 7, device="cuda"))
+    w.grad = torch.zeros_like(w)
+    eager = DeviceGradientStats({"h": w})
+    for g in grads:
+        w.grad.copy_(g)
+        eager.update()
+    expected = eager.summary()
+
+    stats = DeviceGradientStats({"h": w})
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up, as the notes on CUDA graphs ask
+        stats.update(first=True)
+        stats.update(first=False)
+    torch.cuda.current_stream().wait_stream(side)
+    graphs = {}
+    for first in (True, False):
+        graphs[first] = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graphs[first]):
+            stats.update(first=first)
+    stats.reset()
+    for b, g in enumerate(grads):
+        w.grad.copy_(g)
+        graphs[b == 0].replay()
+    (row,) = stats.summary()
+    assert row["batches"] == 12
+    for key in ("grad_mean_norm", "grad_std_norm", "weight_norm"):
+        assert row[key] == pytest.approx(expected[0][key], rel=1e-6)
+
+
+def test_device_stats_empty_parameter():
+    """An empty parameter beside a real one: zero statistics for it, the right ones for the other."""
+    from ibcli.gradient_stats import DeviceGradientStats
+
+    empty, w = torch.nn.Parameter(torch.zeros(0)), torch.nn.Parameter(torch.zeros(3))
+    stats = DeviceGradientStats({"e": empty, "w": w})
+    for b in range(6):
+        empty.grad, w.grad = torch.zeros(0), torch.full((3,), float(b))
+        stats.update()
+    rows = stats.summary()
+    assert rows[0]["grad_mean_norm"] == 0.0 and rows[0]["grad_std_norm"] == 0.0 and rows[0]["batches"] == 6
+    assert rows[1]["grad_mean_norm"] == pytest.approx(2.5 * math.sqrt(3))
+    assert rows[1]["grad_std_norm"] == pytest.approx(math.sqrt(35 / 12 * 3))

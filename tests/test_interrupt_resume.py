@@ -231,3 +231,110 @@ def test_divergence_fails_the_run_and_keeps_earlier_records(store_env, capsys, m
     summary = run_json(["mi", run.info.run_id, "--method", "binning", "--bins", "10"], capsys)
     assert summary["records"] == len(manifest.records)
     assert "ended FAILED" in " ".join(summary["notes"])
+
+
+# ------------------------------------------------------------------ resume across devices
+def test_optimizer_state_keeps_the_loading_optimizers_implementation():
+    """A fused, capturable Adam's state (what a GPU run saves) loads into PyTorch's plain Adam
+    and back: each keeps its own flags, step counts and moments come across unchanged."""
+    import torch
+
+    from ibcli.training import load_optimizer_state
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(5, 3)
+    gpu_like = torch.optim.Adam(model.parameters(), lr=1e-2, fused=True, capturable=True)
+    for _ in range(3):
+        gpu_like.zero_grad()
+        model(torch.randn(8, 5)).square().sum().backward()
+        gpu_like.step()
+    saved = gpu_like.state_dict()
+    plain = torch.optim.Adam(model.parameters(), lr=1e-2)
+    load_optimizer_state(plain, saved)
+    group = plain.param_groups[0]
+    assert not group["fused"] and not group["capturable"] and group["lr"] == 1e-2
+    for p in model.parameters():
+        state, ref = plain.state[p], gpu_like.state[p]
+        assert float(state["step"]) == 3.0 and state["step"].device.type == "cpu"
+        assert torch.equal(state["exp_avg"], ref["exp_avg"]) and torch.equal(state["exp_avg_sq"], ref["exp_avg_sq"])
+    plain.step()  # PyTorch's plain Adam accepts the state
+    back = torch.optim.Adam(model.parameters(), lr=1e-2, fused=True, capturable=True)
+    load_optimizer_state(back, plain.state_dict())
+    assert back.param_groups[0]["fused"] and back.param_groups[0]["capturable"]
+    assert all(float(back.state[p]["step"]) == 4.0 for p in model.parameters())
+
+
+def test_resume_of_a_gpu_style_checkpoint_on_the_cpu(tmp_path, store_template):
+    """A run whose checkpoint holds a fused, capturable Adam (as on a GPU) resumes with the
+    CPU's plain Adam: the optimizer keeps its own flags, the generators their CPU states, and
+    the resumed run ends where a straight run ends (to 1e-4: fused and plain Adam round apart)."""
+    import torch
+
+    from ibcli.store import Store
+    from ibcli.training import TrainConfig, Trainer, load_checkpoint, make_optimizer
+
+    store = Store(seed_store(store_template, tmp_path))
+
+    def config(epochs):
+        return TrainConfig(dataset="ib12", model="ib", probe_split="all", epochs=epochs, log_epochs="all", lr=3e-3,
+                           device="cpu", seed=5, experiment="t")
+
+    first = Trainer(config(1))
+    first.optimizer = make_optimizer(first.cfg, first.model, fused=True, capturable=True)
+    run = store.create_run("t", "train")
+    first.start(store, run)
+    first.train()
+    first.close()
+    ckpt = load_checkpoint(first.artifacts.local_path("checkpoints/last.pt"))
+    assert ckpt["optimizer"]["param_groups"][0]["capturable"] is True
+    assert ckpt["generator"].dtype == torch.uint8 and ckpt["generator"].device.type == "cpu"
+
+    resumed = Trainer(config(2))
+    resumed.resume_from(store, store.find_run(run.info.run_id))
+    assert resumed.state.epoch == 1
+    assert not resumed.optimizer.param_groups[0]["capturable"] and not resumed.optimizer.param_groups[0]["fused"]
+    steps = {float(s["step"]) for s in resumed.optimizer.state.values()}
+    assert steps == {float(resumed.steps_per_epoch)}  # Adam's step count came across
+    assert {s["step"].device.type for s in resumed.optimizer.state.values()} == {"cpu"}
+    assert torch.equal(resumed.generator.get_state(), first.generator.get_state())
+    resumed.train()
+    resumed.close()
+
+    straight = Trainer(config(2))
+    straight.start(store, store.create_run("t", "train"))
+    straight.train()
+    straight.close()
+    for p, q in zip(resumed.model.parameters(), straight.model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+    assert resumed.state.history[-1]["test_loss"] == pytest.approx(straight.state.history[-1]["test_loss"], rel=1e-4)
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_resume_on_cuda_and_across_devices(store_env, capsys, store_template):
+    """Started on the GPU, resumed on the GPU (this failed: the CPU generator's state was
+    loaded onto the GPU), then on the CPU, then on the GPU again; it ends where a straight
+    GPU run ends (to 1e-3: CPU and GPU round apart)."""
+    seed_store(store_template, store_env)
+    common = ["--dataset", "ib12", "--model", "ib", "--log-epochs", "all", "--seed", "4", "--lr", "0.003"]
+    straight = run_json(["train", *common, "--device", "cuda", "--epochs", 4], capsys)
+    first = run_json(["train", *common, "--device", "cuda", "--epochs", 1], capsys)
+    for epochs, device in ((2, "cuda"), (3, "cpu"), (4, "cuda")):
+        summary = run_json(["train", "--resume", first["run_id"], "--epochs", epochs, "--device", device], capsys)
+        assert summary["status"] == "FINISHED" and summary["epochs"] == epochs
+    store = Store()
+    run = store.find_run(first["run_id"])
+    assert run.data.tags["ibcli.epochs_done"] == "4"
+    steps = [r["step"] for r in act.load_manifest(store.artifacts(run)).records]
+    assert steps == sorted(set(steps)) and len(steps) == 5
+    # the optimizer carried its state across every device change: Adam's step count is the run's
+    ckpt = torch_load(store.artifacts(run).local_path("checkpoints/last.pt"))
+    assert ckpt["step"] == steps[-1] and {float(s["step"]) for s in ckpt["optimizer"]["state"].values()} == {steps[-1]}
+    for key in ("train_loss", "test_loss"):
+        assert summary["final_metrics"][key] == pytest.approx(straight["final_metrics"][key], rel=1e-2)
+    assert abs(summary["final_metrics"]["test_accuracy"] - straight["final_metrics"]["test_accuracy"]) <= 0.01
+
+
+def torch_load(path):
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)

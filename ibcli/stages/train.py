@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 
 import torch
@@ -81,11 +82,20 @@ def run_train(options: dict, explicit: set[str], resume: str | None, run_name: s
         preload_kernel()  # CPU runs: numba's imports (about 1 s) with ours, not in the first batch
     lock = store.hold_run(run.info.run_id) if run is not None else None  # before loading data
     trainer = None
+    opening: list[Future] = []
+
+    def open_store() -> None:
+        # The options and the data are good: create or open the store (a new SQLite store
+        # migrates MLflow's schema, seconds) while the model and the data go to the device.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ibcli-store")
+        opening.append(pool.submit(Store, tracking_uri))
+        pool.shutdown(wait=False)  # the thread ends with its one task
+
     try:
         bars = bars or ("off" if quiet else "on")
         progress = make_progress(bars == "off", transient=bars == "transient")
-        trainer = Trainer(cfg, TrainProgress(progress))
-        store = store or Store(tracking_uri)
+        trainer = Trainer(cfg, TrainProgress(progress), on_valid=None if store else open_store)
+        store = store or opening[0].result()
         where = provenance_tags(str(trainer.device))
         if run is None:
             run = store.create_run(cfg.experiment, "train", run_name=run_name or train_run_name(asdict(cfg)), tags=where)
