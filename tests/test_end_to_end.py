@@ -112,7 +112,7 @@ def test_train_mi_plot_store_contents(pipeline, capsys):
     assert {p.name for p in (root / "figs").iterdir()} == (
         {f"{n}.html" for n in figures} | {"plotly.min.js", "report.html", "activation_histograms.parquet"})
     for name in figures:
-        html = (pipeline / "figs" / f"{name}.html").read_text()
+        html = (root / "figs" / f"{name}.html").read_text()
         assert '<script charset="utf-8" src="plotly.min.js"></script>' in html and len(html) < 1_000_000
     report = store.artifacts(plot_run).local_path("figures/report.html").read_text()
     assert len(report) > 3_000_000 and all(f'id="{n}"' in report for n in figures)  # plotly.js inline, once

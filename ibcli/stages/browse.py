@@ -167,9 +167,11 @@ def train_summary(run_id: str, tracking_uri: str | None) -> dict:
             continue
         plot_id = plot.info.run_id
         output = plot.data.params.get("output")
-        for f in _artifact_files(store, plot_id, "figures"):
-            copy = Path(output) / Path(f["path"]).name if output else None
-            figures.append(str(copy) if copy is not None and copy.is_file() else f"{plot.info.artifact_uri}/{f['path']}")
+        copies = sorted(Path(output).glob("*.html")) if output and Path(output).is_dir() else []
+        if copies:  # the --output folder: one HTML file per figure (and report.html)
+            figures = [str(p) for p in copies]
+        else:  # the plot run's own: report.html and any static figures
+            figures = [f"{plot.info.artifact_uri}/{f['path']}" for f in _artifact_files(store, plot_id, "figures")]
         break
     default = tracking_uri is None and not os.environ.get("MLFLOW_TRACKING_URI")
     return {"run_id": rid, "run_name": run.info.run_name, "status": run.info.status, "epochs_done": done, "epochs": target,
