@@ -173,6 +173,9 @@ def mi(
     epochs: Annotated[Optional[list[float]], typer.Option("--epoch", help="Only these recorded epochs (repeatable); binning edges still span all epochs.")] = None,
     device: Annotated[Device, typer.Option(help="Torch device of the methods that use one (auto = cuda when available).")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of every random draw (added noise, MINE's training); each record adds its step.")] = 0,
+    jobs: Annotated[Optional[int], typer.Option(help="Run the (epoch, layer) tasks in N local Dask worker processes (needs ibcli[dask]).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Run the tasks on the Dask cluster at this address, e.g. tcp://HOST:8786 (needs ibcli[dask]).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="With --jobs: BLAS/torch threads per worker (default: cores // jobs).")] = None,
     tracking_uri: TrackingUri = None,
     json_out: JsonOut = False,
     quiet: Quiet = False,
@@ -194,7 +197,8 @@ def mi(
             raise UserError(f"--{stray[0].replace('_', '-')} is an option of {'/'.join(users)}, not of --method {estimator.name}")
         given = {k: tuple(map(_value, v)) if isinstance(v, list) else v for k, v in given.items()}
         summary = run_mi(run_id, estimator.name, given, layers=tuple(layers or ()), epochs=tuple(epochs or ()),
-                         seed=seed, device=_value(device), tracking_uri=tracking_uri, quiet=quiet)
+                         seed=seed, device=_value(device), tracking_uri=tracking_uri, quiet=quiet,
+                         jobs=jobs, scheduler=scheduler, threads=threads)
     if json_out:
         sys.stdout.write(json.dumps(summary, default=str) + "\n")
 
@@ -376,17 +380,65 @@ def ui(
 ):
     """Start the MLflow UI on this project's store (runs/ by default), nesting mi and plot runs under their train run.
 
+    On a server store (http://HOST:PORT) the server is the UI: its address is printed.
+
     Example: [bold]ibcli ui --port 5001[/], then open http://127.0.0.1:5001
     """
-    from ibcli.stages.browse import exec_ui, ui_command
+    from ibcli.stages.browse import exec_ui, server_ui_url, ui_command
 
     with user_errors():
-        command = ui_command(tracking_uri, host, port)
+        url = server_ui_url(tracking_uri)
+        if url is None:
+            command = ui_command(tracking_uri, host, port)
+    if url is not None:
+        sys.stdout.write(url + "\n")
+        stderr.print(f"this store is an MLflow server: its UI is at {url} (open it in a browser)", highlight=False)
+        return
     if dry_run:
         sys.stdout.write(shlex.join(command) + "\n")
         return
     stderr.print(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)", highlight=False)
     exec_ui(command)
+
+
+# ---------------------------------------------------------------------------- server
+@app.command()
+def server(
+    backend_store_uri: Annotated[Optional[str], typer.Option(help="The runs' database: postgresql://USER:PASSWORD@HOST:PORT/DB (psycopg), or sqlite:///PATH for a trial (default: $IBCLI_SERVER_BACKEND).")] = None,
+    artifacts_destination: Annotated[Optional[str], typer.Option(help="Where the server keeps artifacts: a folder, or s3://BUCKET/PREFIX on S3-compatible storage (default: $IBCLI_SERVER_ARTIFACTS, else ./server-artifacts).")] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 for every interface; then see --allowed-hosts and --basic-auth).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
+    workers: Annotated[Optional[int], typer.Option(help="Server worker processes (MLflow's default: 4).")] = None,
+    allowed_hosts: Annotated[Optional[str], typer.Option(help="Host headers to accept, comma-separated, e.g. 'mlflow.lab.example:5000,10.0.0.5:5000' (MLflow's default: localhost and private addresses).")] = None,
+    cors_allowed_origins: Annotated[Optional[str], typer.Option(help="Browser origins allowed to call the API, comma-separated (MLflow's default: localhost).")] = None,
+    basic_auth: Annotated[bool, typer.Option("--basic-auth", help="MLflow's basic authentication (users and permissions; config in $MLFLOW_AUTH_CONFIG_PATH).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the mlflow command instead of running it.")] = False,
+):
+    """Start a shared MLflow tracking server: PostgreSQL for runs, proxied artifacts, the UI.
+
+    Then point every machine at it: [bold]export MLFLOW_TRACKING_URI=http://HOST:5000[/] (or --tracking-uri).
+
+    Example: [bold]ibcli server --backend-store-uri postgresql://ibcli:secret@db.lab:5432/ibcli --artifacts-destination /srv/ibcli/artifacts[/]
+    """
+    import os
+
+    from ibcli.stages.server import exec_server, server_command
+
+    with user_errors():
+        backend = backend_store_uri or os.environ.get("IBCLI_SERVER_BACKEND")
+        if not backend:
+            raise UserError("pass --backend-store-uri postgresql://USER:PASSWORD@HOST:PORT/DB (or set $IBCLI_SERVER_BACKEND)")
+        artifacts = artifacts_destination or os.environ.get("IBCLI_SERVER_ARTIFACTS") or "server-artifacts"
+        command, notes = server_command(backend, artifacts, host, port, workers, allowed_hosts, cors_allowed_origins,
+                                        basic_auth, check=not dry_run)
+    if dry_run:
+        sys.stdout.write(shlex.join(command) + "\n")
+        return
+    for note in notes:
+        stderr.print(f"[yellow]note:[/] {note}", highlight=False)
+    stderr.print(f"MLflow server on http://{host}:{port} (Ctrl-C stops it); clients: MLFLOW_TRACKING_URI=http://{host}:{port}",
+                 highlight=False)
+    exec_server(command)
 
 
 def _raise_interrupt(signum, frame):

@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ibcli.errors import UserError
-from ibcli.store import EPOCHS_DONE_TAG, EPOCHS_TAG, FAILURE_TAG, PARENT_TAG, STAGE_TAG, Store, local_store_dir
+from ibcli.store import (EPOCHS_DONE_TAG, EPOCHS_TAG, FAILURE_TAG, PARENT_TAG, STAGE_TAG, Store, local_store_dir,
+                         resolve_tracking_uri)
 
 
 def _console():
@@ -168,11 +169,24 @@ def print_run(info: dict) -> None:
         console.print(table)
 
 
-def ui_command(tracking_uri: str | None, host: str, port: int) -> list[str]:
-    """The `mlflow ui` command line for this project's store.
+def server_ui_url(tracking_uri: str | None) -> str | None:
+    """The UI address of a server store (the tracking server serves its own UI), else None.
 
     Raises:
-        UserError: no local store yet, or the store is an MLflow server (open it in a browser).
+        StoreUnreachable: the server does not answer.
+    """
+    uri = resolve_tracking_uri(tracking_uri)
+    if not uri.startswith(("http://", "https://")):
+        return None
+    Store(uri)  # says so in one line when the server does not answer
+    return uri.rstrip("/") + "/"
+
+
+def ui_command(tracking_uri: str | None, host: str, port: int) -> list[str]:
+    """The `mlflow ui` command line for this project's local store.
+
+    Raises:
+        UserError: no local store yet, or a store that is neither SQLite nor a server.
     """
     store = Store(tracking_uri, must_exist=True)
     local = local_store_dir(store.uri)

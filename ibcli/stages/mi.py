@@ -13,6 +13,7 @@ from ibcli.devices import resolve_device
 from ibcli.errors import UserError
 from ibcli.estimators import registry
 from ibcli.estimators.interface import Estimator
+from ibcli.executor import Executor, open_executor
 from ibcli.mi_table import MI_FILE, compute_mi_table, select
 from ibcli.progress import make_progress, stderr
 from ibcli.results import is_sweep, sweep_members
@@ -20,31 +21,38 @@ from ibcli.store import STAGE_TAG, Store
 
 
 def run_mi(run_id: str, method: str, params: dict, *, layers=(), epochs=(), seed: int = 0, device: str = "auto",
-           tracking_uri: str | None = None, quiet: bool = False) -> dict:
+           tracking_uri: str | None = None, quiet: bool = False, jobs: int | None = None,
+           scheduler: str | None = None, threads: int | None = None) -> dict:
     """The `ibcli mi` stage on a train run (or every finished member of a sweep).
 
     params: the method's parameters by name (missing ones take their defaults).
+    jobs, scheduler, threads: run the (record, layer) tasks on Dask (`ibcli.executor.open_executor`):
+        `jobs` local worker processes with `threads` threads each, or the cluster at `scheduler`;
+        the table equals the serial one (same seeds; bitwise with the same threads and device).
 
     Raises:
         UserError: bad options, unknown/ambiguous/non-train run id, run without activations,
             a layer or epoch that was not recorded, unusable activations. A run created
             before the error is marked FAILED.
         EstimatorInputError: a parameter value the method refuses (before anything is read).
+        TaskFailed: a task failed on every try on the cluster (the message names epoch and layer).
     """
     estimator = registry.get(method)
     params = estimator.check_params(params)
     device = resolve_device(device) if estimator.uses_device else "cpu"
     store = Store(tracking_uri, must_exist=True)
     found = store.find_run(run_id)
-    if is_sweep(found):
-        return _mi_on_sweep(store, found, estimator, params, layers, epochs, seed, device, quiet)
-    train_run = found if found.data.tags.get(STAGE_TAG) == "train" else store.find_run(run_id, stage="train")
-    return mi_on_train_run(store, train_run, estimator, params, layers, epochs, seed, device, quiet)
+    with open_executor(jobs, scheduler, threads) as executor:
+        if is_sweep(found):
+            return _mi_on_sweep(store, found, estimator, params, layers, epochs, seed, device, quiet, executor)
+        train_run = found if found.data.tags.get(STAGE_TAG) == "train" else store.find_run(run_id, stage="train")
+        return mi_on_train_run(store, train_run, estimator, params, layers, epochs, seed, device, quiet, executor)
 
 
 def mi_on_train_run(store: Store, train_run, estimator: Estimator, params: dict, layers, epochs, seed: int,
-                    device: str, quiet: bool) -> dict:
+                    device: str, quiet: bool, executor: Executor | None = None) -> dict:
     """One mi child run of `train_run`; returns its summary (see `run_mi`)."""
+    executor = executor or Executor()
     artifacts = store.artifacts(train_run)
     manifest = act.load_manifest(artifacts)
     selection = select(manifest, layers, epochs)  # a wrong --layer/--epoch creates no run
@@ -58,10 +66,11 @@ def mi_on_train_run(store: Store, train_run, estimator: Estimator, params: dict,
         store.log_params(mi_id, {"method": estimator.name, "seed": seed, "device": device,
                                  **{k: ",".join(map(str, v)) if isinstance(v, tuple) else v for k, v in params.items()},
                                  "train_run_id": train_run.info.run_id, "records": len(selection.records),
-                                 "layers": ",".join(selection.layers), "n_probe": manifest.probe.get("size")})
+                                 "layers": ",".join(selection.layers), "n_probe": manifest.probe.get("size"),
+                                 "executor": executor.description})
         t0 = time.perf_counter()
         with make_progress(quiet) as progress:
-            table = compute_mi_table(artifacts, manifest, estimator, params, selection, seed, device, progress)
+            table = compute_mi_table(artifacts, manifest, estimator, params, selection, seed, device, progress, executor)
         seconds = time.perf_counter() - t0
         _log_results(store, mi_id, table, seconds)
         out = store.artifacts(mi_run)
@@ -72,6 +81,7 @@ def mi_on_train_run(store: Store, train_run, estimator: Estimator, params: dict,
         print_table(table, estimator)
     return {"train_run_id": train_run.info.run_id, "mi_run_id": mi_id, "method": estimator.name,
             "rows": len(table), "records": len(selection.records), "seconds": round(seconds, 2),
+            "executor": executor.description,
             "artifact_uri": mi_run.info.artifact_uri, "notes": notes}
 
 
@@ -92,7 +102,7 @@ def _status_notes(store: Store, train_run, n: int) -> list[str]:
 
 
 def _mi_on_sweep(store: Store, sweep_run, estimator: Estimator, params: dict, layers, epochs, seed: int,
-                 device: str, quiet: bool) -> dict:
+                 device: str, quiet: bool, executor: Executor) -> dict:
     """`ibcli mi SWEEP_ID`: the mi stage on every finished member (one mi child run each).
 
     Raises:
@@ -107,7 +117,7 @@ def _mi_on_sweep(store: Store, sweep_run, estimator: Estimator, params: dict, la
     for i, member in enumerate(members, start=1):
         member_seed = member.data.params.get("seed")
         try:
-            out = mi_on_train_run(store, member, estimator, params, layers, epochs, seed, device, quiet=True)
+            out = mi_on_train_run(store, member, estimator, params, layers, epochs, seed, device, quiet=True, executor=executor)
         except UserError as exc:
             failed.append(f"seed {member_seed}: {exc}")
             if not quiet:

@@ -17,7 +17,7 @@ from ibcli.errors import UserError
 from ibcli.gradient_stats import preload_kernel
 from ibcli.progress import TrainProgress, make_progress
 from ibcli.recorder import NonFiniteRecord
-from ibcli.store import CONFIG_TAG, EPOCHS_DONE_TAG, EPOCHS_TAG, Store
+from ibcli.store import CONFIG_TAG, EPOCHS_DONE_TAG, EPOCHS_TAG, Store, StoreUnreachable
 from ibcli.training import CHECKPOINT, Diverged, TrainConfig, Trainer
 
 # Options a resumed run may change; everything else comes from the run's configuration.
@@ -111,6 +111,9 @@ def _train(trainer: Trainer, store: Store, run, progress, resumed: bool) -> dict
     except (Diverged, NonFiniteRecord) as exc:
         n = len(trainer.recorder.manifest.records) if trainer.recorder else 0
         raise UserError(f"{exc}; run {run_id} is marked FAILED, its {n} complete records stay usable by `ibcli mi {run_id[:8]}`") from None
+    except StoreUnreachable as exc:
+        raise UserError(f"{exc}; run {run_id} stays RUNNING there with the records and checkpoint the server received: "
+                        f"once it answers, `ibcli train --resume {run_id[:8]}` continues it") from None
     summary = trainer.summary()
     summary.update(status=status, seconds=round(time.perf_counter() - t0, 2))
     return summary
