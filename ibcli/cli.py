@@ -270,6 +270,7 @@ def sweep(
     seeds: Annotated[str, typer.Option(help='Seeds, one train run each: a range "0-9", a list "0,1,5" or one seed "3".')] = "0-4",
     jobs: Annotated[int, typer.Option(help="Train runs at a time (parallel processes).")] = 1,
     threads: Annotated[Optional[int], typer.Option(help="Torch threads per run (default: cores // jobs).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Run the members on the Dask cluster at this address (tcp://HOST:8786) instead of --jobs local processes; needs ibcli[dask] and a store every worker reaches.")] = None,
     run_name: Annotated[Optional[str], typer.Option(help="MLflow run name of the sweep (members get NAME-seedS).")] = None,
     tracking_uri: TrackingUri = None,
     json_out: JsonOut = False,
@@ -286,7 +287,8 @@ def sweep(
     try:
         with user_errors():
             try:
-                summary = run_sweep(parse_train_args(ctx.args), seeds, jobs, threads, run_name, tracking_uri, quiet)
+                summary = run_sweep(parse_train_args(ctx.args), seeds, jobs, threads, run_name, tracking_uri, quiet,
+                                    scheduler=scheduler)
             except SweepFailed as exc:
                 if json_out:
                     sys.stdout.write(json.dumps(exc.summary, default=str) + "\n")
