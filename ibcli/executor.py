@@ -47,12 +47,6 @@ class Executor:
 
     client: object = None
     description: str = "serial"
-    workers: int = 1
-    threads: int | None = None
-
-    @property
-    def distributed(self) -> bool:
-        return self.client is not None
 
     def map(self, fn: Callable, items: Sequence, labels: Sequence[str], *args, progress=None, task=None,
             retries: int = RETRIES, pure: bool = False) -> list:
@@ -78,8 +72,7 @@ class Executor:
         from distributed import as_completed
         from distributed.client import FutureCancelledError
 
-        shared = [self.client.scatter(a, broadcast=True) if _large(a) else a for a in args]
-        futures = [self.client.submit(fn, *shared, item, retries=retries, pure=pure) for item in items]
+        futures = [self.client.submit(fn, *args, item, retries=retries, pure=pure) for item in items]
         label_of = {f.key: label for f, label in zip(futures, labels)}
         try:
             for future in as_completed(futures):
@@ -98,12 +91,6 @@ class Executor:
             for f in futures:
                 if not f.done():
                     f.cancel()
-
-
-def _large(value) -> bool:
-    import numpy as np
-
-    return isinstance(value, np.ndarray) and value.nbytes > 1_000_000
 
 
 def _why(exc: BaseException) -> str:
@@ -184,7 +171,7 @@ def open_executor(jobs: int | None = None, scheduler: str | None = None, threads
         raise UserError("--threads sizes this machine's processes; a --scheduler cluster's workers keep their own threads")
     if jobs is None and not scheduler:
         with limit_threads(threads):
-            yield Executor(description="serial" + (f", {threads} threads" if threads else ""), threads=threads)
+            yield Executor(description="serial" + (f", {threads} threads" if threads else ""))
         return
     try:
         import distributed
@@ -200,7 +187,7 @@ def open_executor(jobs: int | None = None, scheduler: str | None = None, threads
                             f"(`dask scheduler`, dask-jobqueue) or fix --scheduler") from None
         try:
             n = len(client.scheduler_info().get("workers", {}))
-            yield Executor(client, f"dask cluster {scheduler} ({n} workers)", workers=n, threads=threads)
+            yield Executor(client, f"dask cluster {scheduler} ({n} workers)")
         finally:
             client.close()
         return
@@ -214,7 +201,7 @@ def open_executor(jobs: int | None = None, scheduler: str | None = None, threads
         client = distributed.Client(cluster)
         client.register_plugin(PinWorker(threads))
         try:
-            yield Executor(client, f"local dask: {jobs} workers x {threads} threads", workers=jobs, threads=threads)
+            yield Executor(client, f"local dask: {jobs} workers x {threads} threads")
         finally:
             client.close()
     finally:
