@@ -175,7 +175,7 @@ def mi(
     seed: Annotated[int, typer.Option(help="Seed of every random draw (added noise, MINE's training); each record adds its step.")] = 0,
     jobs: Annotated[Optional[int], typer.Option(help="Run the (epoch, layer) tasks in N local Dask worker processes (needs ibcli[dask]).")] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="Run the tasks on the Dask cluster at this address, e.g. tcp://HOST:8786 (needs ibcli[dask]).")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="With --jobs: BLAS/torch threads per worker (default: cores // jobs).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="BLAS/torch threads (and cores) of each --jobs worker (default: cores // jobs), or of this process without --jobs.")] = None,
     tracking_uri: TrackingUri = None,
     json_out: JsonOut = False,
     quiet: Quiet = False,
