@@ -113,7 +113,7 @@ def part_store(train_args: list[str], server_url: str, cwd: Path) -> None:
               f"(stage {r['mi_stage']:.1f} s)   plot {r['plot']:6.1f} s")
     loc, srv = rows["local"], rows["server"]
     print(f"ratio server / local: median epoch {srv['epoch'] / loc['epoch']:.2f} "
-          f"(+{srv['epoch'] - loc['epoch']:.2f} s per epoch), train {srv['train'] / loc['train']:.2f}, "
+          f"({srv['epoch'] - loc['epoch']:+.2f} s per epoch), train {srv['train'] / loc['train']:.2f}, "
           f"mi {srv['mi'] / loc['mi']:.2f}, plot {srv['plot'] / loc['plot']:.2f}")
 
 
