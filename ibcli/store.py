@@ -500,15 +500,23 @@ class _Uploader:
     Order is what keeps the manifest-last guarantee: a record's layer files are committed
     before the manifest that lists them, so they reach the server first. After a failed
     upload nothing more is sent (a later manifest must not list a file that is missing),
-    and the next `put` or `drain` raises the error.
+    and the next `put` or `drain` raises the error. At most `max_bytes` of staged files wait
+    (one file always may): beyond that `put` waits, so a server slower than training slows
+    training down instead of filling the disk.
     """
 
-    def __init__(self, client, run_id: str, max_pending: int = 64):
-        self.client, self.run_id = client, run_id
-        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
+    def __init__(self, client, run_id: str, max_bytes: int = 1 << 30):
+        self.client, self.run_id, self.max_bytes = client, run_id, max_bytes
+        self._queue: queue.Queue = queue.Queue()
+        self._pending = 0  # bytes queued and not yet sent
+        self._room = threading.Condition()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name=f"ibcli-upload-{run_id[:8]}", daemon=True)
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def put(self, path: Path, relpath: str) -> None:
         """Queue `path` (in its own staging folder, removed once sent) as artifact `relpath`.
@@ -517,11 +525,12 @@ class _Uploader:
             UserError: an earlier upload failed.
         """
         self._raise_if_failed()
-        self._queue.put((path, relpath))
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
+        size = path.stat().st_size
+        with self._room:
+            while self._pending and self._pending + size > self.max_bytes and self._error is None:
+                self._room.wait()
+            self._pending += size
+        self._queue.put((path, relpath, size))
 
     def drain(self) -> None:
         """Send everything queued, stop the thread; raise the first upload error."""
@@ -541,7 +550,7 @@ class _Uploader:
             item = self._queue.get()
             if item is None:
                 return
-            path, relpath = item
+            path, relpath, size = item
             try:
                 if self._error is None:
                     parent = str(Path(relpath).parent)
@@ -550,6 +559,9 @@ class _Uploader:
                 self._error = exc
             finally:
                 shutil.rmtree(path.parent, ignore_errors=True)
+                with self._room:
+                    self._pending -= size
+                    self._room.notify_all()
 
 
 class Artifacts:

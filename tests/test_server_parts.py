@@ -159,3 +159,19 @@ def test_server_says_when_the_database_does_not_answer(capsys, tmp_path):
                             "--artifacts-destination", tmp_path], capsys)
     assert code == 2 and "cannot connect to PostgreSQL at" in err and "secret" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_slow_server_holds_back_commits_beyond_the_byte_budget(tmp_path):
+    gate = threading.Event()
+    client = FakeClient(gate=gate)
+    up = _Uploader(client, "run1", max_bytes=10)
+    up.put(_staged(tmp_path, "a", "123456"), "a")  # 6 bytes: taken
+    blocked = threading.Thread(target=up.put, args=(_staged(tmp_path, "b", "7890123"), "b"))  # 6 + 7 > 10: waits
+    blocked.start()
+    blocked.join(0.5)
+    assert blocked.is_alive() and client.calls == []
+    gate.set()  # the server takes "a": room for "b"
+    blocked.join(10)
+    assert not blocked.is_alive()
+    up.drain()
+    assert [c[1] for c in client.calls] == ["a", "b"]
