@@ -121,26 +121,26 @@ class MiTask:
 @dataclass(frozen=True)
 class MiPlan:
     """What every task of one mi run shares: the estimator (by name), its checked params, and
-    the table's fixed values; plus the tasks in the table's row order (records, then layers)."""
+    the table's fixed values."""
 
     method: str
     params: dict
     seed: int
     layer_index: dict
-    tasks: list
 
 
 def plan_mi(artifacts, manifest: act.Manifest, estimator: Estimator, params: dict, selection: Selection,
-            seed: int = 0) -> MiPlan:
-    """The tasks of an mi run; runs `estimator.prepare` (e.g. binning's edges over all records) once.
+            seed: int = 0) -> tuple[MiPlan, list[MiTask]]:
+    """The shared plan and the tasks of an mi run, in the table's row order (records, then layers).
 
+    Runs `estimator.prepare` (e.g. binning's edges over all records) once, here.
     params: `estimator.check_params(...)`'s output.
     """
     context = estimator.prepare(RecordedLayers(artifacts, manifest), selection.layers, params, seed)
     tasks = [MiTask(rec, name, seed + int(rec["step"]), context.get(name))
              for rec in selection.records for name in selection.layers]
     index = {layer["name"]: int(layer["index"]) for layer in manifest.layers}
-    return MiPlan(estimator.name, params, seed, index, tasks)
+    return MiPlan(estimator.name, params, seed, index), tasks
 
 
 _PROBE: dict = {}
@@ -218,10 +218,10 @@ def compute_mi_table(artifacts, manifest: act.Manifest, estimator: Estimator, pa
     from ibcli.executor import Executor
 
     executor = executor or Executor()
-    plan = plan_mi(artifacts, manifest, estimator, params, selection, seed)
-    task = progress.add_task(f"mi {estimator.name}", total=len(plan.tasks), info=executor.description) if progress else None
-    rows = executor.map(estimate_task, plan.tasks, [t.where for t in plan.tasks], artifacts, plan, device,
-                        progress=progress, task=task)
+    plan, tasks = plan_mi(artifacts, manifest, estimator, params, selection, seed)
+    bar = progress.add_task(f"mi {estimator.name}", total=len(tasks), info=executor.description) if progress else None
+    rows = executor.map(estimate_task, tasks, [t.where for t in tasks], artifacts, plan, device,
+                        progress=progress, task=bar)
     return assemble(rows)
 
 

@@ -263,7 +263,8 @@ class Store:
         FINISHED when the block returns; KILLED on KeyboardInterrupt (SIGINT, or SIGTERM as
         `ibcli` maps it); FAILED otherwise, with the reason in `ibcli.failure` (a UserError's
         message, else the exception's type and message). `before_end(status)` runs first (e.g.
-        to write what is queued); if it raises, the run ends FAILED with that reason too.
+        to write what is queued), then the run's uploads to a server store finish; if either
+        raises, the run ends FAILED with that reason too.
         SIGINT/SIGTERM are held off while the run ends, so a second Ctrl-C cannot leave it
         RUNNING half-written.
         """
