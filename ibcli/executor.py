@@ -116,9 +116,9 @@ def core_slot(threads: int, slot: int) -> set[int]:
 
 
 @contextmanager
-def limit_threads(threads: int | None, slot: int = 0) -> Iterator[None]:
-    """This thread on `threads` cores (slot-th group of the allowed cores, where the OS lets us pin)
-    with torch and BLAS on `threads` threads; restored afterwards. None: no change.
+def limit_threads(threads: int | None) -> Iterator[None]:
+    """This thread on the first `threads` allowed cores (where the OS lets us pin) with torch and
+    BLAS on `threads` threads; restored afterwards. None: no change.
 
     Pinning makes every library that sizes its pool from the CPU affinity (torch, BLAS, the kde
     estimator's own workers) agree on `threads`, so a run with `--threads k` does the same
@@ -131,7 +131,7 @@ def limit_threads(threads: int | None, slot: int = 0) -> Iterator[None]:
     from threadpoolctl import threadpool_limits
 
     before = set(allowed_cores())
-    mine = core_slot(threads, slot)
+    mine = core_slot(threads, 0)
     pinned = hasattr(os, "sched_setaffinity")
     if pinned:
         os.sched_setaffinity(0, mine)

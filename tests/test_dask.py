@@ -95,6 +95,17 @@ def test_a_cluster_gives_the_serial_table(small_run, cluster, capsys):
             np.testing.assert_allclose(b[col], a[col], rtol=1e-12, atol=0, err_msg=f"{method} {col}")
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--jobs", "2", "--scheduler", "tcp://127.0.0.1:1"], "not both"),
+    (["--jobs", "0"], "--jobs must be at least 1"),
+    (["--scheduler", "tcp://127.0.0.1:1", "--threads", "2"], "keep their own threads"),
+])
+def test_executor_options_are_checked_in_one_line(small_run, args, message, capsys):
+    uri, rid = small_run
+    code, _, err = run_cli(["mi", rid, "--tracking-uri", uri, *args], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
 def _die_once(marker: str, item: int) -> int:
     """Kills its worker process the first time it sees item 1 (a worker lost mid-task)."""
     if item == 1 and not os.path.exists(marker):
