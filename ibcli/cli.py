@@ -422,17 +422,11 @@ def server(
 
     Example: [bold]ibcli server --backend-store-uri postgresql://ibcli:secret@db.lab:5432/ibcli --artifacts-destination /srv/ibcli/artifacts[/]
     """
-    import os
-
     from ibcli.stages.server import exec_server, server_command
 
     with user_errors():
-        backend = backend_store_uri or os.environ.get("IBCLI_SERVER_BACKEND")
-        if not backend:
-            raise UserError("pass --backend-store-uri postgresql://USER:PASSWORD@HOST:PORT/DB (or set $IBCLI_SERVER_BACKEND)")
-        artifacts = artifacts_destination or os.environ.get("IBCLI_SERVER_ARTIFACTS") or "server-artifacts"
-        command, notes = server_command(backend, artifacts, host, port, workers, allowed_hosts, cors_allowed_origins,
-                                        basic_auth, check=not dry_run)
+        command, notes = server_command(backend_store_uri, artifacts_destination, host, port, workers, allowed_hosts,
+                                        cors_allowed_origins, basic_auth, check=not dry_run)
     if dry_run:
         sys.stdout.write(shlex.join(command) + "\n")
         return

@@ -86,14 +86,22 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def server_command(backend_store_uri: str, artifacts: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-                   workers: int | None = None, allowed_hosts: str | None = None, cors_allowed_origins: str | None = None,
-                   basic_auth: bool = False, check: bool = True) -> tuple[list[str], list[str]]:
+def server_command(backend_store_uri: str | None, artifacts: str | None, host: str = "127.0.0.1",
+                   port: int = DEFAULT_PORT, workers: int | None = None, allowed_hosts: str | None = None,
+                   cors_allowed_origins: str | None = None, basic_auth: bool = False,
+                   check: bool = True) -> tuple[list[str], list[str]]:
     """The `mlflow server` command line, and notes for the user.
 
+    backend_store_uri: default `$IBCLI_SERVER_BACKEND`; artifacts: default `$IBCLI_SERVER_ARTIFACTS`,
+    else ./server-artifacts.
+
     Raises:
-        UserError: a bad backend URI, unreachable database (when `check`), bad port or workers.
+        UserError: no or a bad backend URI, unreachable database (when `check`), bad port or workers.
     """
+    backend_store_uri = backend_store_uri or os.environ.get("IBCLI_SERVER_BACKEND")
+    if not backend_store_uri:
+        raise UserError("pass --backend-store-uri postgresql://USER:PASSWORD@HOST:PORT/DB (or set $IBCLI_SERVER_BACKEND)")
+    artifacts = artifacts or os.environ.get("IBCLI_SERVER_ARTIFACTS") or "server-artifacts"
     backend = backend_uri(backend_store_uri)
     if not 1 <= port <= 65535:
         raise UserError(f"--port must be in 1..65535, got {port}")
