@@ -150,7 +150,7 @@ def main() -> None:
         print(f"# load average {os.getloadavg()}")
     finally:
         if server is not None:
-            server.stop()
+            server.close()
         if pg is not None:
             pg.stop()
         if args.keep:

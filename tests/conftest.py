@@ -120,7 +120,7 @@ def mlflow_server(postgres, tmp_path_factory):
     try:
         yield server
     finally:
-        server.stop()
+        server.close()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -87,7 +87,8 @@ class Postgres:
 
 class MlflowServer:
     """`ibcli server` (so `mlflow server` on the PostgreSQL backend, proxied artifacts) on a free
-    loopback port; `stop()` kills it, `start()` brings it back on the same port."""
+    loopback port; `stop()` kills it, `start()` brings it back on the same port, `close()` ends it
+    and removes its log."""
 
     def __init__(self, backend_uri: str, artifacts: Path, port: int | None = None, timeout: float = 300):
         self.backend_uri, self.artifacts = backend_uri, artifacts
@@ -106,8 +107,11 @@ class MlflowServer:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            rc = self.proc.poll()
+            if rc is not None:
+                text = self.log.read_text()[-2000:]
+                self.close()
+                raise RuntimeError(f"mlflow server exited {rc}: {text}")
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=5) as r:
                     if r.status == 200:
@@ -115,12 +119,21 @@ class MlflowServer:
             except OSError:
                 pass
             time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"mlflow server did not answer within {self.timeout:.0f} s: {self.log.read_text()[-2000:]}")
+        text = self.log.read_text()[-2000:]
+        self.close()
+        raise RuntimeError(f"mlflow server did not answer within {self.timeout:.0f} s: {text}")
 
     def stop(self) -> None:
         """Kill the server (its whole process group: the uvicorn worker too)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # also a worker whose parent already died
+            except ProcessLookupError:
+                pass
             self.proc.wait()
         self.proc = None
+
+    def close(self) -> None:
+        """Stop for good: the server and its log."""
+        self.stop()
+        self.log.unlink(missing_ok=True)

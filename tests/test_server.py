@@ -162,7 +162,7 @@ def test_a_server_stopped_mid_run_is_one_line_and_the_run_resumes(on_server, tmp
         second.stop()
         [(rc, out, err)] = _finish([proc], timeout=300)
     finally:
-        second.stop()
+        second.close()
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert rc == 2 and "Traceback" not in err, err
     assert len(lines) == 1 and "does not answer" in lines[0] and f"--resume {run_id[:8]}" in lines[0], err
