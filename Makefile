@@ -7,7 +7,7 @@ EPOCHS  ?= 20
 STAMP   := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: install browser test run bench bench-gpu bench-bmi reproduce-tishby reproduce-saxe ui screenshots clean
+.PHONY: install browser test run bench bench-gpu bench-bmi reproduce-tishby reproduce-saxe ui screenshots server clean
 
 install: $(STAMP)
 
@@ -83,6 +83,16 @@ ui: $(STAMP)
 # a few minutes): PNGs in figures/screenshots/ to look at. Skips in one line without a browser.
 screenshots: $(STAMP)
 	$(BIN)/python scripts/screenshots.py --out figures/screenshots
+
+# A shared tracking server (README: "A lab's shared store"): MLflow on PostgreSQL with proxied
+# artifacts, e.g. make server DB=postgresql://ibcli:PASSWORD@db.lab:5432/ibcli ARTIFACTS=/srv/ibcli/artifacts
+# (HOST=0.0.0.0 to serve other machines; SERVER_ARGS for --allowed-hosts, --basic-auth, ...).
+DB        ?= $(IBCLI_SERVER_BACKEND)
+ARTIFACTS ?= server-artifacts
+HOST      ?= 127.0.0.1
+PORT      ?= 5000
+server: $(STAMP)
+	$(BIN)/ibcli server --backend-store-uri "$(DB)" --artifacts-destination "$(ARTIFACTS)" --host $(HOST) --port $(PORT) $(SERVER_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -226,6 +226,9 @@ def mi(
     seed: Annotated[int, typer.Option(help="Seed of every random draw (added noise, MINE's training); each record adds its step.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Compute even if a finished mi run of this train run has the same method, parameters, seed, records and layers (without it, that run is reused).")] = False,
     table: Annotated[bool, typer.Option("--table", help="Also print every (epoch, layer) row, before the per-layer summary.")] = False,
+    jobs: Annotated[Optional[int], typer.Option(help="Run the (epoch, layer) tasks in N local Dask worker processes (needs ibcli[dask]).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Run the tasks on the Dask cluster at this address, e.g. tcp://HOST:8786 (needs ibcli[dask]).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="BLAS/torch threads (and cores) of each --jobs worker (default: cores // jobs), or of this process without --jobs.")] = None,
     tracking_uri: TrackingUri = None,
     json_out: JsonOut = False,
     quiet: Quiet = False,
@@ -251,7 +254,7 @@ def mi(
         given = {k: tuple(map(_value, v)) if isinstance(v, list) else v for k, v in given.items()}
         summary = run_mi(run_id, estimator.name, given, layers=tuple(layers or ()), epochs=tuple(epochs or ()),
                          seed=seed, device=_value(device), tracking_uri=tracking_uri, quiet=quiet or json_out,
-                         force=force, bars=_bars(quiet, json_out))
+                         force=force, bars=_bars(quiet, json_out), jobs=jobs, scheduler=scheduler, threads=threads)
         if json_out:
             _write_json(summary)
         elif not quiet and "members" in summary:  # a sweep: the stage printed a line per member
@@ -359,6 +362,7 @@ def sweep(
     seeds: Annotated[str, typer.Option(help='Seeds, one train run each: a range "0-9", a list "0,1,5" or one seed "3".')] = "0-4",
     jobs: Annotated[int, typer.Option(help="Train runs at a time (parallel processes).")] = 1,
     threads: Annotated[Optional[int], typer.Option(help="Torch threads per run (default: cores // jobs).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Run the members on the Dask cluster at this address (tcp://HOST:8786) instead of --jobs local processes; needs ibcli[dask] and a store every worker reaches.")] = None,
     run_name: Annotated[Optional[str], typer.Option(help="MLflow run name of the sweep (members get NAME-seedS).")] = None,
     tracking_uri: TrackingUri = None,
     json_out: JsonOut = False,
@@ -376,7 +380,7 @@ def sweep(
         with user_errors():
             try:
                 summary = run_sweep(parse_train_args(ctx.args), seeds, jobs, threads, run_name, tracking_uri,
-                                    quiet or json_out)
+                                    quiet or json_out, scheduler=scheduler)
             except SweepFailed as exc:
                 if json_out:
                     _write_json(exc.summary)
@@ -504,11 +508,18 @@ def ui(
 ):
     """Start the MLflow UI on this project's store (runs/ by default), opening on the experiment's runs table.
 
+    On a server store (http://HOST:PORT) the server is the UI: its address is printed.
+
     Example: [bold]ibcli ui --port 5001[/] (one worker; Ctrl-C stops it)
     """
-    from ibcli.stages.browse import UI_ENV, prepare_ui, serve_ui
+    from ibcli.stages.browse import UI_ENV, prepare_ui, serve_ui, server_ui_url
 
     with user_errors():
+        served = server_ui_url(tracking_uri)
+        if served is not None:
+            sys.stdout.write(served + "\n")
+            say(f"this store is an MLflow server: its UI is at {served} (open it in a browser)")
+            return
         command, url = prepare_ui(tracking_uri, host, port, experiment)
         if dry_run:
             env = " ".join(f"{k}={shlex.quote(v)}" for k, v in UI_ENV.items())
@@ -522,6 +533,39 @@ def ui(
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 INTERRUPTED_EXIT = 130
+
+
+# ---------------------------------------------------------------------------- server
+@app.command()
+def server(
+    backend_store_uri: Annotated[Optional[str], typer.Option(help="The runs' database: postgresql://USER:PASSWORD@HOST:PORT/DB (psycopg), or sqlite:///PATH for a trial (default: $IBCLI_SERVER_BACKEND).")] = None,
+    artifacts_destination: Annotated[Optional[str], typer.Option(help="Where the server keeps artifacts: a folder, or s3://BUCKET/PREFIX on S3-compatible storage (default: $IBCLI_SERVER_ARTIFACTS, else ./server-artifacts).")] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 for every interface; then see --allowed-hosts and --basic-auth).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
+    workers: Annotated[Optional[int], typer.Option(help="Server worker processes (MLflow's default: 4).")] = None,
+    allowed_hosts: Annotated[Optional[str], typer.Option(help="Host headers to accept, comma-separated, e.g. 'mlflow.lab.example:5000,10.0.0.5:5000' (MLflow's default: localhost and private addresses).")] = None,
+    cors_allowed_origins: Annotated[Optional[str], typer.Option(help="Browser origins allowed to call the API, comma-separated (MLflow's default: localhost).")] = None,
+    basic_auth: Annotated[bool, typer.Option("--basic-auth", help="MLflow's basic authentication (users and permissions; config in $MLFLOW_AUTH_CONFIG_PATH).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the mlflow command instead of running it.")] = False,
+):
+    """Start a shared MLflow tracking server: PostgreSQL for runs, proxied artifacts, the UI.
+
+    Then point every machine at it: [bold]export MLFLOW_TRACKING_URI=http://HOST:5000[/] (or --tracking-uri).
+
+    Example: [bold]ibcli server --backend-store-uri postgresql://ibcli:secret@db.lab:5432/ibcli --artifacts-destination /srv/ibcli/artifacts[/]
+    """
+    from ibcli.stages.server import exec_server, server_command
+
+    with user_errors():
+        command, notes = server_command(backend_store_uri, artifacts_destination, host, port, workers, allowed_hosts,
+                                        cors_allowed_origins, basic_auth, check=not dry_run)
+    if dry_run:
+        sys.stdout.write(shlex.join(command) + "\n")
+        return
+    for text in notes:
+        note(text)
+    say(f"MLflow server on http://{host}:{port} (Ctrl-C stops it); clients: MLFLOW_TRACKING_URI=http://{host}:{port}")
+    exec_server(command)
 
 
 def _raise_interrupt(signum, frame):

@@ -4,6 +4,11 @@ The table is what `ibcli mi` stores as `mi.parquet`: one row per record x layer 
 point (e.g. per noise variance), with the columns of `columns()` — the fixed ones below,
 then every parameter and result column the registered estimators declare. Estimators
 return nats; this is where information becomes bits (`units.nats_to_bits`).
+
+Three steps, so the same work runs in this process or on Dask workers: `plan_mi` (the
+tasks, and the estimator's `prepare` context computed once on the driver), `estimate_task`
+(one (record, layer): read its activations, estimate, rows in bits) and `assemble` (the rows
+in the plan's order, typed). `compute_mi_table` chains them on an `ibcli.executor.Executor`.
 """
 
 from __future__ import annotations
@@ -95,53 +100,129 @@ class RecordedLayers:
         return np.concatenate(parts)
 
 
-def compute_mi_table(artifacts, manifest: act.Manifest, estimator: Estimator, params: dict, selection: Selection,
-                     seed: int = 0, device: str = "cpu", progress=None) -> pd.DataFrame:
-    """Run `estimator` on every selected (record, layer); returns the mi table (bits).
+@dataclass(frozen=True)
+class MiTask:
+    """One (record, layer) of an mi run, with everything a worker needs beside the activations.
 
-    params: `estimator.check_params(...)`'s output. The seed of a record is `seed + step`, so
-    every record gets its own noise and a rerun the same.
+    seed: the record's seed, `seed + step` (the same whichever process runs the task).
+    context: the layer's `Estimator.prepare` value, computed once on the driver.
+    """
+
+    record: dict
+    layer: str
+    seed: int
+    context: object = None
+
+    @property
+    def where(self) -> str:
+        return f"epoch {self.record['epoch']:g} (step {self.record['step']}), layer {self.layer}"
+
+
+@dataclass(frozen=True)
+class MiPlan:
+    """What every task of one mi run shares: the estimator (by name), its checked params, and
+    the table's fixed values."""
+
+    method: str
+    params: dict
+    seed: int
+    layer_index: dict
+
+
+def plan_mi(artifacts, manifest: act.Manifest, estimator: Estimator, params: dict, selection: Selection,
+            seed: int = 0) -> tuple[MiPlan, list[MiTask]]:
+    """The shared plan and the tasks of an mi run, in the table's row order (records, then layers).
+
+    Runs `estimator.prepare` (e.g. binning's edges over all records) once, here.
+    params: `estimator.check_params(...)`'s output.
+    """
+    context = estimator.prepare(RecordedLayers(artifacts, manifest), selection.layers, params, seed)
+    tasks = [MiTask(rec, name, seed + int(rec["step"]), context.get(name))
+             for rec in selection.records for name in selection.layers]
+    index = {layer["name"]: int(layer["index"]) for layer in manifest.layers}
+    return MiPlan(estimator.name, params, seed, index), tasks
+
+
+_PROBE: dict = {}
+
+
+def _probe_inputs(artifacts) -> tuple[np.ndarray, np.ndarray]:
+    """(label codes 0..K-1 (N,) int64, x (N, d_in) float32) of a run's probe set, loaded once per
+    process (a worker runs many tasks of one run)."""
+    key = (artifacts.run_id, artifacts.uri)
+    if key not in _PROBE:
+        _, labels, x = act.load_probe(artifacts)
+        _PROBE.clear()
+        _PROBE[key] = (np.unique(labels, return_inverse=True)[1].astype(np.int64), x)
+    return _PROBE[key]
+
+
+def estimate_task(artifacts, plan: MiPlan, device: str, task: MiTask) -> list[dict]:
+    """The mi table rows (bits) of one (record, layer): one per value of a `multiple` parameter.
+
+    Reads the layer's activations and the probe from `artifacts` (a local store in place, a
+    server through the local cache), so it runs in this process or on any Dask worker.
 
     Raises:
         UserError: NaN/inf or otherwise unusable activations (naming epoch and layer).
     """
-    index = {layer["name"]: int(layer["index"]) for layer in manifest.layers}
-    _, labels, x = act.load_probe(artifacts)
-    labels = np.unique(labels, return_inverse=True)[1].astype(np.int64)
+    estimator = registry.get(plan.method)
+    labels, x = _probe_inputs(artifacts)
     n = len(labels)
-    context = estimator.prepare(RecordedLayers(artifacts, manifest), selection.layers, params, seed)
+    params = plan.params
+    t = act.load_layer(artifacts, task.record, task.layer)
+    if not np.isfinite(t).all():
+        raise UserError(f"activations at {task.where} contain NaN or inf: the run diverged there; pass --layer or use a run without it")
+    t0 = time.perf_counter()
+    try:
+        points = estimator.points(t, labels, x=x if estimator.needs_x else None, params=params,
+                                  context=task.context, seed=task.seed, device=device)
+    except EstimatorInputError as exc:
+        raise UserError(f"{task.where}: {exc}") from exc
+    seconds = (time.perf_counter() - t0) / max(1, len(points))
     fixed = {p.name: params[p.name] for p in estimator.params if p.column and not p.multiple}
     converted = [c for c in estimator.columns if c.nats]
     rows = []
-    task = progress.add_task(f"mi {estimator.name}", total=len(selection.records) * len(selection.layers), info="") if progress else None
-    for rec in selection.records:
-        for name in selection.layers:
-            t = act.load_layer(artifacts, rec, name)
-            where = f"epoch {rec['epoch']:g} (step {rec['step']}), layer {name}"
-            if not np.isfinite(t).all():
-                raise UserError(f"activations at {where} contain NaN or inf: the run diverged there; pass --layer or use a run without it")
-            t0 = time.perf_counter()
-            try:
-                points = estimator.points(t, labels, x=x if estimator.needs_x else None, params=params,
-                                          context=context.get(name), seed=seed + int(rec["step"]), device=device)
-            except EstimatorInputError as exc:
-                raise UserError(f"{where}: {exc}") from exc
-            seconds = (time.perf_counter() - t0) / max(1, len(points))
-            for p in points:
-                values = dict(p.values)
-                for c in converted:
-                    if values.get(c.key) is not None:
-                        values[c.name] = float(nats_to_bits(values.pop(c.key)))
-                rows.append({
-                    "epoch": float(rec["epoch"]), "step": int(rec["step"]), "layer": name, "layer_index": index[name],
-                    "method": estimator.name,
-                    "i_xt_bits": float(nats_to_bits(p.i_xt_nats)), "i_ty_bits": float(nats_to_bits(p.i_ty_nats)),
-                    "ceiling_bits": math.log2(n), "n_probe": n, "width": int(t.shape[1]), "seed": seed,
-                    "seconds": seconds, **fixed, **p.params, **values,
-                })
-            if progress:
-                progress.update(task, advance=1, info=f"epoch {rec['epoch']:g} {name}")
-    return typed_table(rows)
+    for p in points:
+        values = dict(p.values)
+        for c in converted:
+            if values.get(c.key) is not None:
+                values[c.name] = float(nats_to_bits(values.pop(c.key)))
+        rows.append({
+            "epoch": float(task.record["epoch"]), "step": int(task.record["step"]), "layer": task.layer,
+            "layer_index": plan.layer_index[task.layer], "method": estimator.name,
+            "i_xt_bits": float(nats_to_bits(p.i_xt_nats)), "i_ty_bits": float(nats_to_bits(p.i_ty_nats)),
+            "ceiling_bits": math.log2(n), "n_probe": n, "width": int(t.shape[1]), "seed": plan.seed,
+            "seconds": seconds, **fixed, **p.params, **values,
+        })
+    return rows
+
+
+def assemble(rows_per_task: list[list[dict]]) -> pd.DataFrame:
+    """The mi table from each task's rows, in the plan's order (what the driver writes once)."""
+    return typed_table([row for rows in rows_per_task for row in rows])
+
+
+def compute_mi_table(artifacts, manifest: act.Manifest, estimator: Estimator, params: dict, selection: Selection,
+                     seed: int = 0, device: str = "cpu", progress=None, executor=None) -> pd.DataFrame:
+    """Run `estimator` on every selected (record, layer); returns the mi table (bits).
+
+    params: `estimator.check_params(...)`'s output. The seed of a record is `seed + step`, so
+    every record gets its own noise and a rerun the same. executor: an `ibcli.executor.Executor`
+    (default: this process); on Dask the table is the same, row for row.
+
+    Raises:
+        UserError: NaN/inf or otherwise unusable activations (naming epoch and layer).
+        TaskFailed: a task failed on every try on the cluster (naming epoch and layer).
+    """
+    from ibcli.executor import Executor
+
+    executor = executor or Executor()
+    plan, tasks = plan_mi(artifacts, manifest, estimator, params, selection, seed)
+    bar = progress.add_task(f"mi {estimator.name}", total=len(tasks), info=executor.description) if progress else None
+    rows = executor.map(estimate_task, tasks, [t.where for t in tasks], artifacts, plan, device,
+                        progress=progress, task=bar)
+    return assemble(rows)
 
 
 def typed_table(rows: list[dict]) -> pd.DataFrame:

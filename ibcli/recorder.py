@@ -93,6 +93,8 @@ class Recorder:
         self._raise_if_failed()
 
     def _raise_if_failed(self) -> None:
+        if isinstance(self._error, UserError):
+            raise self._error  # e.g. the store's server stopped answering: one line, not a traceback
         if self._error is not None:
             raise RuntimeError(f"{self._failed_task} failed: {self._error}") from self._error
 

@@ -9,13 +9,20 @@ is the one place a run is ended: FINISHED, KILLED (interrupted) or FAILED with t
 A local store may be copied or moved with its folder: MLflow keeps absolute artifact
 locations in the database, so opening a store rewrites those that still point into the
 folder it came from (`relocate_artifacts`); its runs then read and write where it is now.
+
+A server store (`http(s)://HOST:PORT`, e.g. one `ibcli server` started): uploads go through
+a background thread in commit order (`_Uploader`), reads through a local cache of the
+artifacts a command needs (`ArtifactCache`), and a server that stops answering is a
+`StoreUnreachable` error (one line), never a traceback.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
+import queue
 import shutil
 import signal
 import sqlite3
@@ -57,6 +64,41 @@ def _quiet_mlflow() -> None:
     # MLflow and alembic log INFO lines on every new SQLite store; they are noise here.
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # A server store makes MLflow print "View run ... at: URL" on stdout, where --json goes.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
+class StoreUnreachable(UserError):
+    """The tracking server stopped answering (connection refused, timeouts, repeated 5xx)."""
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` (or what it was raised from) says the server cannot be reached.
+
+    MLflow re-raises requests' errors as MlflowException("API request to ... failed with
+    exception ..."), with the original only as implicit context, so the chain and the text
+    are both read.
+    """
+    import requests
+
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError, TimeoutError)):
+            return True
+        text = str(exc)
+        if any(s in text for s in ("Max retries exceeded", "Connection refused", "Connection aborted",
+                                   "Read timed out", "failed with timeout exception", "RemoteDisconnected")):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def unreachable_error(uri: str, exc: BaseException) -> StoreUnreachable:
+    """The one-line error for a server that stopped answering."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    cause = "connection refused" if "refused" in first.lower() else "timed out" if "timed out" in first.lower() else first[:200]
+    return StoreUnreachable(f"the MLflow server {uri} does not answer ({cause}): start it again "
+                            f"(or check --tracking-uri / $MLFLOW_TRACKING_URI)")
 
 
 def resolve_tracking_uri(cli_value: str | None = None) -> str:
@@ -158,6 +200,29 @@ class _SerializedClient:
         return call
 
 
+class _ServerClient:
+    """An MlflowClient of a server store whose "cannot reach the server" errors are StoreUnreachable."""
+
+    def __init__(self, client: MlflowClient, uri: str):
+        self._client, self._uri = client, uri
+
+    def __getattr__(self, name):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args, **kwargs):
+            try:
+                return attr(*args, **kwargs)
+            except Exception as exc:
+                if _is_unreachable(exc):
+                    raise unreachable_error(self._uri, exc) from exc
+                raise
+
+        return call
+
+
 class Store:
     """An MLflow tracking store (a local SQLite one by default)."""
 
@@ -186,14 +251,17 @@ class Store:
             if not os.access(self.local_dir, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
                 raise UserError(f"the store folder {self.local_dir} is not writable: fix its permissions or pass --tracking-uri")
             self.lock = FileLock(self.local_dir / LOCK_FILE, preserve_lock_file=True)
+        self._uploaders: dict[str, list[_Uploader]] = {}
         try:
             with self.lock if self.lock is not None else nullcontext():
                 # The client opens (and for a new database, creates and migrates) the store.
                 client = MlflowClient(tracking_uri=self.uri)
-                self.client = _SerializedClient(client, self.lock) if self.lock is not None else client
+                self.client = _SerializedClient(client, self.lock) if self.lock is not None else _ServerClient(client, self.uri)
                 self.client.search_experiments(max_results=1)
                 if self.local_dir is not None:
                     relocate_artifacts(sqlite_path(self.uri), self.local_dir)  # a copied or moved store
+        except StoreUnreachable:
+            raise
         except (OSError, sqlite3.Error) as exc:
             raise UserError(f"cannot open the MLflow store {self.uri} ({getattr(exc, 'strerror', None) or exc}): pass --tracking-uri or fix its permissions") from exc
         except Exception as exc:  # MlflowException, or SQLAlchemy's own (e.g. "file is not a database")
@@ -257,7 +325,8 @@ class Store:
         FINISHED when the block returns; KILLED on KeyboardInterrupt (SIGINT, or SIGTERM as
         `ibcli` maps it); FAILED otherwise, with the reason in `ibcli.failure` (a UserError's
         message, else the exception's type and message). `before_end(status)` runs first (e.g.
-        to write what is queued); if it raises, the run ends FAILED with that reason too.
+        to write what is queued), then the run's uploads to a server store finish; if either
+        raises, the run ends FAILED with that reason too.
         SIGINT/SIGTERM are held off while the run ends, so a second Ctrl-C cannot leave it
         RUNNING half-written.
         """
@@ -278,6 +347,7 @@ class Store:
                 try:
                     if before_end is not None:
                         before_end(status)
+                    self.drain_uploads(run_id)
                 except Exception as exc:
                     status = "FAILED"
                     reason = f"{reason + '; ' if reason else ''}ending the run failed: {type(exc).__name__}: {exc}"
@@ -427,6 +497,15 @@ class Store:
     def artifacts(self, run) -> "Artifacts":
         return Artifacts(self, run.info.run_id, run.info.artifact_uri)
 
+    def drain_uploads(self, run_id: str) -> None:
+        """Wait until every file committed to run `run_id` is on the server (no-op for local stores).
+
+        Raises:
+            StoreUnreachable, UserError: an upload failed (the files after it were not sent).
+        """
+        for uploader in self._uploaders.pop(run_id, []):
+            uploader.drain()
+
 
 def _description() -> dict[str, str]:
     """The description tag of a new run: the `ibcli` command line that made it (when known)."""
@@ -448,19 +527,181 @@ def _signals_held():
             signal.signal(sig, handler)
 
 
+def cache_root() -> Path:
+    """Where artifacts read from a server store are cached: `$IBCLI_CACHE_DIR`, else
+    `$XDG_CACHE_HOME/ibcli/artifacts`, else `~/.cache/ibcli/artifacts`."""
+    given = os.environ.get("IBCLI_CACHE_DIR")
+    if given:
+        return Path(given).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "ibcli" / "artifacts"
+
+
+class ArtifactCache:
+    """A server store's artifacts on local disk, one folder per run: `cache_root()/<run id>/<path>`.
+
+    Files a run rewrites while it goes on (`MUTABLE`) are downloaded on every read; the rest
+    are written once (activation records, the probe, mi tables, figures) and served from the
+    cache. A resumed run may re-record a step it had listed before it was killed: when a newly
+    downloaded manifest lists a record differently from the cached one, that record's cached
+    files are dropped. Downloads land in a temporary file and are renamed into place, so
+    several processes (e.g. Dask workers on one machine) may share the cache.
+    """
+
+    #: Rewritten during a run (manifest after each record; checkpoint and gradient table each epoch).
+    MUTABLE = ("activations/manifest.json", "checkpoints/", "gradients/")
+    MANIFEST = "activations/manifest.json"
+
+    def __init__(self, tracking_uri: str, run_id: str, root: Path | None = None):
+        self.tracking_uri, self.run_id = tracking_uri, run_id
+        self.dir = (root or cache_root()) / run_id
+
+    def path(self, relpath: str) -> Path:
+        """A local copy of artifact `relpath` (downloaded unless cached and immutable).
+
+        Raises:
+            FileNotFoundError: no such artifact.
+            StoreUnreachable: the server does not answer.
+        """
+        target = self.dir / relpath
+        mutable = relpath.startswith(self.MUTABLE)
+        if target.is_file() and not mutable:
+            return target
+        fetched = self._download(relpath)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if relpath == self.MANIFEST:
+            self._forget_changed_records(target, fetched)
+        os.replace(fetched, target)
+        shutil.rmtree(fetched.parent, ignore_errors=True)
+        return target
+
+    def _download(self, relpath: str) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".download-", dir=self.dir))
+        try:
+            return Path(mlflow.artifacts.download_artifacts(run_id=self.run_id, artifact_path=relpath, dst_path=str(staging),
+                                                            tracking_uri=self.tracking_uri))
+        except Exception as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if _is_unreachable(exc):
+                raise unreachable_error(self.tracking_uri, exc) from exc
+            raise FileNotFoundError(relpath) from exc
+
+    def _forget_changed_records(self, cached: Path, fetched: Path) -> None:
+        """Drop the cached files of records the new manifest lists differently (or not at all)."""
+        if not cached.is_file():
+            return
+        try:
+            old = {r["record"]: r for r in json.loads(cached.read_text()).get("records", [])}
+            new = {r["record"]: r for r in json.loads(fetched.read_text()).get("records", [])}
+        except (ValueError, KeyError, TypeError):
+            shutil.rmtree(self.dir / "activations", ignore_errors=True)
+            return
+        for name, entry in old.items():
+            if new.get(name) != entry:
+                shutil.rmtree(self.dir / "activations" / name, ignore_errors=True)
+
+
+class _Uploader:
+    """Sends committed files to a server store from a background thread, in commit order.
+
+    Order is what keeps the manifest-last guarantee: a record's layer files are committed
+    before the manifest that lists them, so they reach the server first. After a failed
+    upload nothing more is sent (a later manifest must not list a file that is missing),
+    and the next `put` or `drain` raises the error. At most `max_bytes` of staged files wait
+    (one file always may): beyond that `put` waits, so a server slower than training slows
+    training down instead of filling the disk.
+    """
+
+    def __init__(self, client, run_id: str, max_bytes: int = 1 << 30):
+        self.client, self.run_id, self.max_bytes = client, run_id, max_bytes
+        self._queue: queue.Queue = queue.Queue()
+        self._pending = 0  # bytes queued and not yet sent
+        self._room = threading.Condition()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name=f"ibcli-upload-{run_id[:8]}", daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def put(self, path: Path, relpath: str) -> None:
+        """Queue `path` (in its own staging folder, removed once sent) as artifact `relpath`.
+
+        Raises:
+            UserError: an earlier upload failed.
+        """
+        self._raise_if_failed()
+        size = path.stat().st_size
+        with self._room:
+            while self._pending and self._pending + size > self.max_bytes and self._error is None:
+                self._room.wait()
+            self._pending += size
+        self._queue.put((path, relpath, size))
+
+    def drain(self) -> None:
+        """Send everything queued, stop the thread; raise the first upload error."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            if isinstance(self._error, UserError):
+                raise self._error
+            raise UserError(f"uploading artifacts to the server failed: {type(self._error).__name__}: {self._error}")
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            path, relpath, size = item
+            try:
+                if self._error is None:
+                    parent = str(Path(relpath).parent)
+                    self.client.log_artifact(self.run_id, str(path), None if parent == "." else parent)
+            except BaseException as exc:
+                self._error = exc
+            finally:
+                shutil.rmtree(path.parent, ignore_errors=True)
+                with self._room:
+                    self._pending -= size
+                    self._room.notify_all()
+
+
 class Artifacts:
     """Read and write one run's artifacts.
 
     A local artifact store is used in place (files written and read where MLflow keeps
-    them); any other store goes through MLflow's log/download calls, file by file.
+    them). A server store gets uploads from a background thread in commit order
+    (`Store.drain_uploads` waits for them; `Store.tracked` does so before a run ends) and
+    is read through the local `ArtifactCache`. Picklable (what a Dask worker gets to read
+    activations): the copy reopens the store by its URI when it needs to write.
     """
 
     def __init__(self, store: Store, run_id: str, artifact_uri: str):
         self.store, self.run_id, self.uri = store, run_id, artifact_uri
+        self.tracking_uri = store.uri
         parsed = urlparse(artifact_uri)
         self.local_root: Path | None = None
         if parsed.scheme in ("", "file"):
             self.local_root = Path(parsed.path if parsed.scheme == "file" else artifact_uri)
+        self._uploader: _Uploader | None = None
+
+    def __getstate__(self) -> dict:
+        return {"run_id": self.run_id, "uri": self.uri, "tracking_uri": self.tracking_uri, "local_root": self.local_root}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.store, self._uploader = None, None
+
+    def _store(self) -> Store:
+        if self.store is None:
+            self.store = Store(self.tracking_uri, must_exist=True)
+        return self.store
 
     def writable_path(self, relpath: str) -> Path:
         """Where to write `relpath` before `commit(relpath)` publishes it."""
@@ -475,27 +716,32 @@ class Artifacts:
     def commit(self, written: Path, relpath: str) -> None:
         """Publish a file written at `writable_path(relpath)` as artifact `relpath`.
 
-        Locally an atomic rename, so readers never see a half-written file.
+        Locally an atomic rename, so readers never see a half-written file. On a server the
+        file is queued for upload and this returns at once (training does not wait on the
+        network); commits reach the server in order.
+
+        Raises:
+            UserError (StoreUnreachable): an earlier upload of this run failed.
         """
         if self.local_root is not None:
             os.replace(written, self.local_root / relpath)
-        else:
-            parent = str(Path(relpath).parent)
-            self.store.client.log_artifact(self.run_id, str(written), None if parent == "." else parent)
-            shutil.rmtree(written.parent, ignore_errors=True)
+            return
+        if self._uploader is None or not self._uploader.alive:
+            store = self._store()
+            self._uploader = _Uploader(store.client, self.run_id)
+            store._uploaders.setdefault(self.run_id, []).append(self._uploader)
+        self._uploader.put(written, relpath)
 
     def local_path(self, relpath: str) -> Path:
-        """A local path to read artifact `relpath` (downloaded when the store is remote).
+        """A local path to read artifact `relpath` (from the cache when the store is a server).
 
         Raises:
             FileNotFoundError: no such artifact.
+            StoreUnreachable: the server does not answer.
         """
         if self.local_root is not None:
             path = self.local_root / relpath
             if not path.exists():
                 raise FileNotFoundError(relpath)
             return path
-        try:
-            return Path(mlflow.artifacts.download_artifacts(run_id=self.run_id, artifact_path=relpath, tracking_uri=self.store.uri))
-        except Exception as exc:
-            raise FileNotFoundError(relpath) from exc
+        return ArtifactCache(self.tracking_uri, self.run_id).path(relpath)

@@ -37,6 +37,20 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+def main_json(args: list[str]) -> dict:
+    """`ibcli ARGS --json --quiet` in-process without capsys (e.g. in a module-scoped fixture)."""
+    import contextlib
+    import io
+
+    from ibcli.cli import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main([str(a) for a in [*args, "--json", "--quiet"]])
+    assert code == 0, f"ibcli {args[0]} exited {code}"
+    return json.loads(buf.getvalue().strip().splitlines()[-1])
+
+
 def run_json(args: list[str], capsys) -> dict:
     code, out, err = run_cli([*args, "--json", "--quiet"], capsys)
     assert code == 0, err
@@ -61,3 +75,54 @@ def seed_store(template: Path, folder: Path) -> str:
     (folder / "runs").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(template, folder / "runs" / "mlflow.db")
     return f"sqlite:///{folder}/runs/mlflow.db"
+
+
+# ---- a real PostgreSQL and MLflow server (tests/servers.py), once per session ----------------
+# Skipped where PostgreSQL or the server extras are missing; CI sets IBCLI_REQUIRE_SERVER_TESTS=1
+# so that there they fail instead of skipping.
+def _unavailable(reason: str):
+    if os.environ.get("IBCLI_REQUIRE_SERVER_TESTS") == "1":
+        pytest.fail(f"server tests required but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL cluster on a free loopback port (as `nobody` when run as root)."""
+    from servers import Postgres, postgres_bindir
+
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _unavailable("psycopg is not installed (pip install -e '.[server]')")
+    if postgres_bindir() is None:
+        _unavailable("PostgreSQL is not installed (apt-get install postgresql)")
+    try:
+        pg = Postgres()
+    except (RuntimeError, OSError) as exc:
+        _unavailable(f"PostgreSQL could not be started: {exc}")
+    try:
+        yield pg
+    finally:
+        pg.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres, tmp_path_factory):
+    """`ibcli server` on PostgreSQL with proxied artifacts on a free loopback port; the client's
+    HTTP retries are short for the whole session (a stopped server is reported in seconds)."""
+    from servers import CLIENT_ENV, MlflowServer
+
+    saved = {k: os.environ.get(k) for k in CLIENT_ENV}
+    os.environ.update(CLIENT_ENV)
+    server = MlflowServer(postgres.create_database("mlflow"), tmp_path_factory.mktemp("server-artifacts"))
+    server.database = postgres
+    try:
+        yield server
+    finally:
+        server.close()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

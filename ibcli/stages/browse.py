@@ -27,7 +27,8 @@ from ibcli.console import fitted_table, stdout_console
 from ibcli.errors import UserError
 from ibcli.metric_names import latest
 from ibcli.run_names import DESCRIPTION_TAG
-from ibcli.store import DEFAULT_EXPERIMENT, EPOCHS_DONE_TAG, EPOCHS_TAG, FAILURE_TAG, PARENT_TAG, STAGE_TAG, Store, local_store_dir
+from ibcli.store import (DEFAULT_EXPERIMENT, EPOCHS_DONE_TAG, EPOCHS_TAG, FAILURE_TAG, PARENT_TAG, STAGE_TAG, Store,
+                         local_store_dir, resolve_tracking_uri)
 
 
 def _time(ms: int | None) -> str | None:
@@ -240,6 +241,19 @@ def print_run(info: dict) -> None:
         rows = [[c["run_id"][:8], c["stage"] or "", c["method"] or "", c["status"]] for c in info["children"]]
         console.print(fitted_table([("id", "left"), ("stage", "left"), ("method", "left"), ("status", "left")], rows,
                                    title="child runs"))
+
+
+def server_ui_url(tracking_uri: str | None) -> str | None:
+    """The UI address of a server store (the tracking server serves its own UI), else None.
+
+    Raises:
+        StoreUnreachable: the server does not answer.
+    """
+    uri = resolve_tracking_uri(tracking_uri)
+    if not uri.startswith(("http://", "https://")):
+        return None
+    Store(uri)  # says so in one line when the server does not answer
+    return uri.rstrip("/") + "/"
 
 
 # `mlflow ui` as one person's browser needs it: one worker and no GenAI job runner (its scheduler

@@ -23,6 +23,7 @@ from ibcli.devices import resolve_device
 from ibcli.errors import UserError
 from ibcli.estimators import registry
 from ibcli.estimators.interface import Estimator
+from ibcli.executor import Executor, open_executor
 from ibcli.metric_names import mi_metric
 from ibcli.mi_table import MI_FILE, Selection, compute_mi_table, read_mi_table, select
 from ibcli.progress import make_progress
@@ -49,13 +50,18 @@ def mi_key(estimator: Estimator, params: dict, seed: int, selection: Selection) 
 
 
 def run_mi(run_id: str, method: str, params: dict, *, layers=(), epochs=(), seed: int = 0, device: str = "auto",
-           tracking_uri: str | None = None, quiet: bool = False, force: bool = False, bars: str | None = None) -> dict:
+           tracking_uri: str | None = None, quiet: bool = False, force: bool = False, bars: str | None = None,
+           jobs: int | None = None, scheduler: str | None = None, threads: int | None = None) -> dict:
     """The `ibcli mi` stage on a train run (or every finished member of a sweep).
 
     params: the method's parameters by name (missing ones take their defaults).
     force: compute even when a finished mi run of the train run has the same settings
         (`mi_key`); without it that run is reused (its summary has `"reused": true`).
     quiet: no notes on stderr; bars: "on", "off" or "transient" progress bars (default: off when quiet).
+    jobs, scheduler, threads: run the (record, layer) tasks on Dask (`ibcli.executor.open_executor`):
+        `jobs` local worker processes with `threads` threads each, or the cluster at `scheduler`;
+        the table equals the serial one (same seeds; bitwise with the same threads and device).
+        None of them is part of the settings key.
 
     Returns the summary: train_run_id, mi_run_id, method, rows, records, seconds, artifact_uri,
     notes, reused, and `layers` (per layer and noise variance: first, peak and last I(X;T) in
@@ -66,6 +72,7 @@ def run_mi(run_id: str, method: str, params: dict, *, layers=(), epochs=(), seed
             a layer or epoch that was not recorded, unusable activations. A run created
             before the error is marked FAILED.
         EstimatorInputError: a parameter value the method refuses (before anything is read).
+        TaskFailed: a task failed on every try on the cluster (the message names epoch and layer).
     """
     estimator = registry.get(method)
     params = estimator.check_params(params)
@@ -73,10 +80,12 @@ def run_mi(run_id: str, method: str, params: dict, *, layers=(), epochs=(), seed
     store = Store(tracking_uri, must_exist=True)
     found = store.find_run(run_id)
     bars = bars or ("off" if quiet else "on")
-    if is_sweep(found):
-        return _mi_on_sweep(store, found, estimator, params, layers, epochs, seed, device, quiet, force)
-    train_run = found if found.data.tags.get(STAGE_TAG) == "train" else store.find_run(run_id, stage="train")
-    return mi_on_train_run(store, train_run, estimator, params, layers, epochs, seed, device, quiet, force, bars)
+    with open_executor(jobs, scheduler, threads) as executor:
+        if is_sweep(found):
+            return _mi_on_sweep(store, found, estimator, params, layers, epochs, seed, device, quiet, force, executor)
+        train_run = found if found.data.tags.get(STAGE_TAG) == "train" else store.find_run(run_id, stage="train")
+        return mi_on_train_run(store, train_run, estimator, params, layers, epochs, seed, device, quiet, force, bars,
+                               executor)
 
 
 def _finished_mi_run(store: Store, train_run, key: str):
@@ -91,9 +100,11 @@ def _finished_mi_run(store: Store, train_run, key: str):
 
 
 def mi_on_train_run(store: Store, train_run, estimator: Estimator, params: dict, layers, epochs, seed: int,
-                    device: str, quiet: bool, force: bool = False, bars: str = "off") -> dict:
+                    device: str, quiet: bool, force: bool = False, bars: str = "off",
+                    executor: Executor | None = None) -> dict:
     """One mi child run of `train_run` (or the finished one with the same settings); returns its
     summary (see `run_mi`)."""
+    executor = executor or Executor()
     artifacts = store.artifacts(train_run)
     manifest = act.load_manifest(artifacts)
     selection = select(manifest, layers, epochs)  # a wrong --layer/--epoch creates no run
@@ -118,10 +129,11 @@ def mi_on_train_run(store: Store, train_run, estimator: Estimator, params: dict,
         store.log_params(mi_id, {"method": estimator.name, "seed": seed, "device": device,
                                  **{k: ",".join(map(str, v)) if isinstance(v, tuple) else v for k, v in params.items()},
                                  "train_run_id": train_run.info.run_id, "records": len(selection.records),
-                                 "layers": ",".join(selection.layers), "n_probe": manifest.probe.get("size")})
+                                 "layers": ",".join(selection.layers), "n_probe": manifest.probe.get("size"),
+                                 "executor": executor.description})
         t0 = time.perf_counter()
         with make_progress(bars == "off", transient=bars == "transient") as progress:
-            table = compute_mi_table(artifacts, manifest, estimator, params, selection, seed, device, progress)
+            table = compute_mi_table(artifacts, manifest, estimator, params, selection, seed, device, progress, executor)
         seconds = time.perf_counter() - t0
         _log_results(store, mi_id, table, seconds)
         out = store.artifacts(mi_run)
@@ -165,7 +177,7 @@ def _status_notes(store: Store, train_run, n: int) -> list[str]:
 
 
 def _mi_on_sweep(store: Store, sweep_run, estimator: Estimator, params: dict, layers, epochs, seed: int,
-                 device: str, quiet: bool, force: bool = False) -> dict:
+                 device: str, quiet: bool, force: bool = False, executor: Executor | None = None) -> dict:
     """`ibcli mi SWEEP_ID`: the mi stage on every finished member (one mi child run each).
 
     Raises:
@@ -180,7 +192,8 @@ def _mi_on_sweep(store: Store, sweep_run, estimator: Estimator, params: dict, la
     for i, member in enumerate(members, start=1):
         member_seed = member.data.params.get("seed")
         try:
-            out = mi_on_train_run(store, member, estimator, params, layers, epochs, seed, device, quiet=True, force=force)
+            out = mi_on_train_run(store, member, estimator, params, layers, epochs, seed, device, quiet=True, force=force,
+                                  executor=executor)
         except UserError as exc:
             failed.append(f"seed {member_seed}: {exc}")
             if not quiet:

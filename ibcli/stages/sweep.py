@@ -7,6 +7,9 @@ subprocesses of `ibcli train ... --json`, `--jobs` at a time, each with `--threa
 torch threads (OMP_NUM_THREADS), so jobs x threads stays within the cores: a tiny
 network slows down badly when its threads compete for busy cores. `ibcli mi` and
 `ibcli plot` on a sweep id work on every finished member (stages/mi.py, stages/plot.py).
+With `--scheduler ADDRESS` each member's `ibcli train` runs inside a task on that Dask
+cluster instead (the executor `ibcli mi --scheduler` uses), as many at once as it has
+worker threads; the store must be one every worker reaches (a server, or a shared folder).
 """
 
 from __future__ import annotations
@@ -127,22 +130,25 @@ class _Member:
         self.t0 = time.perf_counter()
 
     def result(self) -> dict:
-        rc = self.proc.returncode
-        out = self.out_path.read_text(errors="replace").strip().splitlines()
-        err = self.err_path.read_text(errors="replace").strip().splitlines()
-        summary = {}
-        if out:
-            try:
-                summary = json.loads(out[-1])
-            except json.JSONDecodeError:
-                summary = {}
-        status = summary.get("status") or ("FINISHED" if rc == 0 else "KILLED" if rc in (130, -2, -15) else "FAILED")
-        row = {"seed": self.seed, "run_id": summary.get("run_id"), "status": status, "exit_code": rc,
-               "seconds": round(time.perf_counter() - self.t0, 2),
-               "final_metrics": summary.get("final_metrics", {})}
-        if status == "FAILED":
-            row["error"] = _last_error_line(err) or f"exit code {rc}"
-        return row
+        return member_row(self.seed, self.proc.returncode, self.out_path.read_text(errors="replace"),
+                          self.err_path.read_text(errors="replace"), time.perf_counter() - self.t0)
+
+
+def member_row(seed: int, rc: int, out: str, err: str, seconds: float) -> dict:
+    """A member's outcome from its `ibcli train --json` exit code, stdout and stderr."""
+    out_lines, err_lines = out.strip().splitlines(), err.strip().splitlines()
+    summary = {}
+    if out_lines:
+        try:
+            summary = json.loads(out_lines[-1])
+        except json.JSONDecodeError:
+            summary = {}
+    status = summary.get("status") or ("FINISHED" if rc == 0 else "KILLED" if rc in (130, -2, -15) else "FAILED")
+    row = {"seed": seed, "run_id": summary.get("run_id"), "status": status, "exit_code": rc,
+           "seconds": round(seconds, 2), "final_metrics": summary.get("final_metrics", {})}
+    if status == "FAILED":
+        row["error"] = _last_error_line(err_lines) or f"exit code {rc}"
+    return row
 
 
 def _last_error_line(lines: list[str]) -> str:
@@ -154,8 +160,10 @@ def _last_error_line(lines: list[str]) -> str:
 
 
 def run_sweep(train_options: dict, seeds_spec: str, jobs: int, threads: int | None, run_name: str | None,
-              tracking_uri: str | None, quiet: bool) -> dict:
-    """The `ibcli sweep` stage: one `ibcli train` subprocess per seed, `jobs` at a time.
+              tracking_uri: str | None, quiet: bool, scheduler: str | None = None) -> dict:
+    """The `ibcli sweep` stage: one `ibcli train` subprocess per seed, `jobs` at a time (or, given a
+    Dask `scheduler` address, each inside a task on that cluster; `threads` then sets the members'
+    torch threads only when given).
 
     train_options: the `ibcli train` options every member gets ({name: value}, e.g.
     {"dataset": "ib12", "lr": 0.003}); the sweep adds --seed, --run-name and its store.
@@ -172,8 +180,11 @@ def run_sweep(train_options: dict, seeds_spec: str, jobs: int, threads: int | No
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
     cores = available_cores()
-    threads = max(1, cores // jobs) if threads is None else threads
-    if threads < 1:
+    if scheduler:
+        jobs = None
+    else:
+        threads = max(1, cores // jobs) if threads is None else threads
+    if threads is not None and threads < 1:
         raise UserError(f"--threads must be at least 1, got {threads}")
     config = check_train_options(train_options)
     store = Store(tracking_uri)
@@ -183,7 +194,7 @@ def run_sweep(train_options: dict, seeds_spec: str, jobs: int, threads: int | No
     sweep_id = sweep_run.info.run_id
     with store.tracked(sweep_id):
         notes = []
-        if jobs * threads > cores:
+        if jobs is not None and jobs * threads > cores:
             notes.append(f"--jobs {jobs} x --threads {threads} > {cores} cores: members will compete for them")
         if not quiet:
             for text in notes:
@@ -194,9 +205,13 @@ def run_sweep(train_options: dict, seeds_spec: str, jobs: int, threads: int | No
         shared = {k: (v if k in train_options or k not in ("data_dir", "probe_split") else None)
                   for k, v in asdict(config).items() if k != "seed"}
         store.log_params(sweep_id, {**shared, "seeds": ",".join(map(str, seeds)), "seeds_spec": seeds_spec,
-                                    "n_seeds": len(seeds), "jobs": jobs, "threads": threads, "train_args": " ".join(args)})
+                                    "n_seeds": len(seeds), "jobs": jobs, "threads": threads, "train_args": " ".join(args),
+                                    "scheduler": scheduler})
         t0 = time.perf_counter()
-        results, interrupted = _run_members(store, sweep_id, run_name, args, seeds, jobs, threads, quiet)
+        if scheduler:
+            results, interrupted = _run_members_on_dask(store, sweep_id, run_name, args, seeds, scheduler, threads, quiet)
+        else:
+            results, interrupted = _run_members(store, sweep_id, run_name, args, seeds, jobs, threads, quiet)
         results.sort(key=lambda r: seeds.index(r["seed"]))
         seconds = time.perf_counter() - t0
         metrics = {"sweep_seconds": seconds, "members_finished": sum(r["status"] == "FINISHED" for r in results)}
@@ -221,9 +236,7 @@ def _run_members(store: Store, sweep_id: str, name: str | None, args: list[str],
                  threads: int, quiet: bool) -> tuple[list[dict], bool]:
     """Run the members `jobs` at a time; (their results, whether SIGINT/SIGTERM stopped them).
     Members are named NAME-seedS, or like any train run (mlp-tanh-adam-s3) without a name."""
-    env = dict(os.environ)
-    env.update({SWEEP_ENV: sweep_id, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-                "OPENBLAS_NUM_THREADS": str(threads)})
+    env = {**os.environ, **_member_env(sweep_id, threads)}
     base = [sys.executable, "-m", "ibcli.cli", "train", *args, "--tracking-uri", store.uri, "--json", "--quiet"]
     staging = Path(tempfile.mkdtemp(prefix="ibcli-sweep-"))
     pending, running, results = list(seeds), [], []
@@ -263,6 +276,92 @@ def _run_members(store: Store, sweep_id: str, name: str | None, args: list[str],
         for p in staging.iterdir():
             p.unlink()
         staging.rmdir()
+    return results, False
+
+
+def _member_env(sweep_id: str, threads: int | None) -> dict:
+    env = {SWEEP_ENV: sweep_id}
+    if threads is not None:
+        env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)})
+    return env
+
+
+def train_member_task(argv: list[str], env: dict, seed: int, stop_event: str) -> dict:
+    """Run one member's `ibcli train` (argv after `ibcli`) inside a Dask worker; its outcome row.
+
+    Polls the cluster's Event `stop_event` each second: once it is set (the sweep was
+    interrupted), the member gets SIGTERM and ends KILLED with its records kept.
+    """
+    from distributed import Event
+
+    stop = Event(stop_event)
+    if stop.is_set():
+        return {"seed": seed, "run_id": None, "status": "NOT_STARTED", "final_metrics": {}}
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="ibcli-member-") as tmp:
+        out_path, err_path = Path(tmp) / "out", Path(tmp) / "err"
+        with open(out_path, "wb") as fo, open(err_path, "wb") as fe:
+            proc = subprocess.Popen([sys.executable, "-m", "ibcli.cli", *argv], stdout=fo, stderr=fe,
+                                    env={**os.environ, **env}, start_new_session=True)
+        try:
+            while proc.poll() is None:
+                if stop.is_set():
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(timeout=60)
+                    break
+                time.sleep(1.0)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        return member_row(seed, proc.returncode, out_path.read_text(errors="replace"),
+                          err_path.read_text(errors="replace"), time.perf_counter() - t0)
+
+
+def _run_members_on_dask(store: Store, sweep_id: str, name: str | None, args: list[str], seeds: list[int], scheduler: str,
+                         threads: int | None, quiet: bool) -> tuple[list[dict], bool]:
+    """Every member as a task on the Dask cluster at `scheduler`; (their results, whether interrupted)."""
+    from distributed import Event, as_completed
+
+    from ibcli.executor import open_executor
+
+    env = _member_env(sweep_id, threads)
+    base = ["train", *args, "--tracking-uri", store.uri, "--json", "--quiet"]
+    results = []
+    with open_executor(scheduler=scheduler) as executor:
+        client = executor.client
+        stop_name = f"ibcli-sweep-stop-{sweep_id}"
+        futures = {client.submit(train_member_task, [*base, "--seed", str(seed), *(["--run-name", f"{name}-seed{seed}"] if name else [])],
+                                 env, seed, stop_name, pure=False, retries=0): seed for seed in seeds}
+        try:
+            with make_progress(quiet) as progress:
+                task = progress.add_task(f"sweep {sweep_id[:8]}", total=len(seeds), info=executor.description)
+                for future in as_completed(list(futures)):
+                    seed = futures[future]
+                    if future.status == "error":
+                        exc = future.exception()
+                        row = {"seed": seed, "run_id": None, "status": "FAILED", "final_metrics": {},
+                               "error": f"its Dask task failed: {type(exc).__name__}: {exc}"[:500]}
+                    else:
+                        row = future.result()
+                    results.append(row)
+                    if not quiet:
+                        say(f"seed {seed}: {row['status']}" + (f" ({row['error']})" if "error" in row else ""),
+                            console=progress.console)
+                    progress.update(task, advance=1)
+        except KeyboardInterrupt:
+            # Members running on workers get SIGTERM from their task (they end KILLED, records kept);
+            # tasks not started yet see the event and start nothing.
+            Event(stop_name, client=client).set()
+            finished = {r["seed"] for r in results}
+            for f, seed in futures.items():
+                if seed not in finished:
+                    try:
+                        results.append(f.result(timeout=120))
+                    except Exception:
+                        f.cancel()
+                        results.append({"seed": seed, "run_id": None, "status": "NOT_STARTED", "final_metrics": {}})
+            return results, True
     return results, False
 
 

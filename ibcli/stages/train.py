@@ -23,7 +23,7 @@ from ibcli.progress import TrainProgress, make_progress
 from ibcli.provenance import provenance_tags
 from ibcli.recorder import NonFiniteRecord
 from ibcli.run_names import train_run_name
-from ibcli.store import CONFIG_TAG, EPOCHS_DONE_TAG, EPOCHS_TAG, Store
+from ibcli.store import CONFIG_TAG, EPOCHS_DONE_TAG, EPOCHS_TAG, Store, StoreUnreachable
 from ibcli.training import CHECKPOINT, Diverged, TrainConfig, Trainer
 
 # Options a resumed run may change; everything else comes from the run's configuration.
@@ -141,6 +141,9 @@ def _train(trainer: Trainer, store: Store, run, progress, resumed: bool) -> dict
     except (Diverged, NonFiniteRecord) as exc:
         n = len(trainer.recorder.manifest.records) if trainer.recorder else 0
         raise UserError(f"{exc}; run {run_id} is marked FAILED, its {n} complete records stay usable by `ibcli mi {run_id[:8]}`") from None
+    except StoreUnreachable as exc:
+        raise UserError(f"{exc}; run {run_id} stays RUNNING there with the records and checkpoint the server received: "
+                        f"once it answers, `ibcli train --resume {run_id[:8]}` continues it") from None
     summary = trainer.summary()
     summary.update(status=status, seconds=round(time.perf_counter() - t0, 2), epochs_target=trainer.cfg.epochs)
     return summary
