@@ -72,7 +72,7 @@ def test_local_workers_equal_the_serial_run_bitwise(small_run, capsys):
     uri, rid = small_run
     args = ["mi", rid, "--method", "kde", "--noise-var", "0.1", "--noise-var", "0.01", "--tracking-uri", uri]
     serial = run_json([*args, "--threads", "1"], capsys)
-    jobs = run_json([*args, "--jobs", "2"], capsys)  # 2 workers x 1 thread on this machine's cores
+    jobs = run_json([*args, "--jobs", "2", "--force"], capsys)  # 2 workers x 1 thread; --force: not the serial run again
     assert jobs["executor"] == "local dask: 2 workers x 1 threads" and serial["executor"] == "serial, 1 threads"
     a, b = _table(uri, serial["mi_run_id"]), _table(uri, jobs["mi_run_id"])
     assert len(a) == 3 * 6 * 2
@@ -86,7 +86,7 @@ def test_a_cluster_gives_the_serial_table(small_run, cluster, capsys):
     # split its blocks over them); the serial run: one thread on one core.
     for method in ("binning", "kde"):
         serial = run_json(["mi", rid, "--method", method, "--tracking-uri", uri, "--threads", "1"], capsys)
-        dask = run_json(["mi", rid, "--method", method, "--tracking-uri", uri, "--scheduler", cluster], capsys)
+        dask = run_json(["mi", rid, "--method", method, "--tracking-uri", uri, "--scheduler", cluster, "--force"], capsys)
         a, b = _table(uri, serial["mi_run_id"]), _table(uri, dask["mi_run_id"])
         assert dask["executor"].startswith(f"dask cluster {cluster}")
         numbers = [c for c in a.columns if c.endswith("_bits") and c != "ceiling_bits"]
@@ -139,7 +139,7 @@ def test_a_failing_mi_task_names_its_epoch_and_layer(small_run, cluster, capsys)
     saved = path.read_bytes()
     try:
         path.write_bytes(b"not parquet")
-        code, _, err = run_cli(["mi", rid, "--scheduler", cluster, "--tracking-uri", uri, "--quiet"], capsys)
+        code, _, err = run_cli(["mi", rid, "--scheduler", cluster, "--tracking-uri", uri, "--quiet", "--force"], capsys)
     finally:
         path.write_bytes(saved)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
@@ -166,7 +166,7 @@ def test_workers_read_from_the_server(mlflow_server, cluster, cache_dir, tmp_pat
     monkeypatch.setenv("IBCLI_CACHE_DIR", str(tmp_path / "driver-cache"))
     train = run_json(["train", *TINY], capsys)
     serial = run_json(["mi", train["run_id"], "--method", "binning"], capsys)
-    dask = run_json(["mi", train["run_id"], "--method", "binning", "--scheduler", cluster], capsys)
+    dask = run_json(["mi", train["run_id"], "--method", "binning", "--scheduler", cluster, "--force"], capsys)
     a, b = _table(mlflow_server.url, serial["mi_run_id"]), _table(mlflow_server.url, dask["mi_run_id"])
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     assert (cache_dir / train["run_id"] / "activations" / "step_0000005").is_dir()  # the workers' cache

@@ -127,7 +127,7 @@ def test_three_writers_at_once_lose_nothing(on_server, tmp_path, capsys):
     for s in summaries[:2]:
         run = store.find_run(s["run_id"], stage="train")
         assert run.info.status == "FINISHED"
-        assert [m.step for m in store.client.get_metric_history(s["run_id"], "train_loss")] == [1, 2]
+        assert [m.step for m in store.client.get_metric_history(s["run_id"], "train/loss_train")] == [1, 2]
         arts = store.artifacts(run)
         manifest = act.load_manifest(arts)
         assert [r["step"] for r in manifest.records] == [0, 5, 10]

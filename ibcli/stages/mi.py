@@ -24,7 +24,7 @@ from ibcli.errors import UserError
 from ibcli.estimators import registry
 from ibcli.estimators.interface import Estimator
 from ibcli.executor import Executor, open_executor
-from ibcli.metric_names import mi_metric
+from ibcli.metric_names import latest, mi_metric
 from ibcli.mi_table import MI_FILE, Selection, compute_mi_table, read_mi_table, select
 from ibcli.progress import make_progress
 from ibcli.provenance import provenance_tags
@@ -117,8 +117,8 @@ def mi_on_train_run(store: Store, train_run, estimator: Estimator, params: dict,
                          f"and layers (--force computes again)")
             if not quiet:
                 note(notes[-1])
-            return _summary(train_run, done, estimator, table, selection, done.data.metrics.get("mi_seconds"),
-                            notes, reused=True)
+            return _summary(train_run, done, estimator, table, selection, latest(done.data.metrics, "mi_seconds"),
+                            notes, reused=True, executor=done.data.params.get("executor"))
     if not quiet:
         for text in notes:
             note(text)
@@ -140,7 +140,8 @@ def mi_on_train_run(store: Store, train_run, estimator: Estimator, params: dict,
         path = out.writable_path(MI_FILE)
         table.to_parquet(path, index=False)
         out.commit(path, MI_FILE)
-    return _summary(train_run, mi_run, estimator, table, selection, seconds, notes, reused=False)
+    return _summary(train_run, mi_run, estimator, table, selection, seconds, notes, reused=False,
+                    executor=executor.description)
 
 
 def layer_rows(table: pd.DataFrame) -> list[dict]:
@@ -151,13 +152,14 @@ def layer_rows(table: pd.DataFrame) -> list[dict]:
 
 
 def _summary(train_run, mi_run, estimator: Estimator, table: pd.DataFrame, selection: Selection, seconds,
-             notes: list[str], reused: bool) -> dict:
+             notes: list[str], reused: bool, executor: str | None) -> dict:
     rows = layer_rows(table)
     return {"train_run_id": train_run.info.run_id, "mi_run_id": mi_run.info.run_id, "method": estimator.name,
             "quantity": list(estimator.quantity), "rows": len(table), "records": len(selection.records),
             "layer_count": len(selection.layers), "seconds": None if seconds is None else round(float(seconds), 2),
             "ceiling_bits": float(table["ceiling_bits"].iloc[0]) if len(table) else None,
-            "artifact_uri": mi_run.info.artifact_uri, "reused": reused, "notes": notes, "layers": rows}
+            "artifact_uri": mi_run.info.artifact_uri, "reused": reused, "executor": executor, "notes": notes,
+            "layers": rows}
 
 
 def _status_notes(store: Store, train_run, n: int) -> list[str]:
