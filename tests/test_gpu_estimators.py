@@ -17,6 +17,11 @@ The tests marked `cuda` compare the GPU with the CPU on the same data and skip w
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -193,6 +198,40 @@ def test_knn_torch_gives_the_same_distances_and_counts(norm, monkeypatch):
     assert np.array_equal(knn.kth(p, 5, neighbours="torch"), knn.kth(p, 5, neighbours="brute"))
 
 
+TRITON_CHECK = textwrap.dedent("""
+    import numpy as np
+    from ibcli.estimators import knn
+    knn.TRITON = "always"  # the GPU's kernel, run by Triton's interpreter on CPU tensors
+    rng = np.random.default_rng(3)
+    x = np.maximum(np.round(rng.standard_normal((200, 3)) * 2) / 2, 0.0)
+    y = np.round(x[:, :2] + 0.5 * rng.standard_normal((200, 2)), 1)
+    for norm in ("max", "euclidean"):
+        p = knn.prepare([x, y], norm)
+        assert knn.triton_in_use("cpu")
+        for q in (p, p.block(0), p.rows(np.arange(0, 200, 3))):
+            cpu = "kdtree" if norm == "max" else "brute"
+            eps = knn.kth(q, 3, neighbours=cpu)
+            assert np.array_equal(knn.kth(q, 3, neighbours="torch"), eps), norm
+            for r in (eps, np.nextafter(eps, np.inf)):
+                assert np.array_equal(knn.count(q, q.a, r, "torch"), knn.count(q, q.a, r, cpu)), norm
+    assert "failed" not in knn._TRITON_STATE, knn._TRITON_STATE
+    print("same distances and counts")
+""")
+
+
+def test_knn_triton_kernel_gives_the_same_distances_and_counts():
+    """The CUDA path's Triton distance kernel, run on the CPU by Triton's interpreter (which
+    needs TRITON_INTERPRET=1 before Triton is imported: a subprocess): the same k-th distances
+    and counts as the kd-tree and numba, ties included, both norms."""
+    pytest.importorskip("triton")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", TRITON_CHECK], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "same distances and counts" in done.stdout
+
+
 def test_knn_device_copies_follow_row_and_block_subsets():
     x, y = tied_points(n=200)
     p = knn.prepare([x, y], "max")
@@ -245,8 +284,10 @@ def test_ksg_cpu_only_neighbours_refused_on_a_device():
 
 
 @cuda
+@pytest.mark.parametrize("triton", ["auto", "never"])  # the Triton kernel (when it loads), torch's operations
 @pytest.mark.parametrize("norm", ["max", "euclidean"])
-def test_knn_cuda_gives_the_same_distances_and_counts(norm):
+def test_knn_cuda_gives_the_same_distances_and_counts(norm, triton, monkeypatch):
+    monkeypatch.setattr(knn, "TRITON", triton)
     x, y = tied_points(n=3000)
     p = knn.prepare([x, y], norm)
     cpu = "kdtree" if norm == "max" else "brute"
@@ -254,6 +295,15 @@ def test_knn_cuda_gives_the_same_distances_and_counts(norm):
     assert np.array_equal(knn.kth(p, 3, neighbours="torch", device="cuda"), eps)
     for q in (p.block(0), p.block(1)):
         assert np.array_equal(knn.count(q, q.a, eps, "torch", "cuda"), knn.count(q, q.a, eps, cpu))
+    z = np.random.default_rng(5).standard_normal((2500, 300))  # a wide layer: many coordinates per pair
+    w = knn.prepare([z], norm)
+    assert np.array_equal(knn.kth(w, 3, neighbours="torch", device="cuda"), knn.kth(w, 3, neighbours="brute"))
+
+
+@cuda
+def test_knn_cuda_uses_the_triton_kernel_when_triton_is_there():
+    pytest.importorskip("triton")
+    assert knn.triton_in_use("cuda"), knn._TRITON_STATE
 
 
 @cuda

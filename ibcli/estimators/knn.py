@@ -23,12 +23,14 @@ coordinates as soon as the pair is known to be too far (exact pruning, no approx
 Without numba: the torch path on the CPU. `"auto"` uses the kd-tree for the max-norm in low
 dimension (`KDTREE_MAX_DIM_KNN`, `KDTREE_MAX_DIM_COUNT`), brute force otherwise.
 `neighbours="torch"`: every pair in torch on `device` (a CUDA GPU, or the CPU: the same code),
-by blocks of query rows against all rows (memory about `_TORCH_BLOCK_BYTES` per block): the
-max-norm by `torch.cdist(p=inf)` (a maximum of |a_t - b_t|: exact), the squared Euclidean
-distance summed column by column in the blocks' order, as the numba kernels sum it (separate
-float64 operations, no fused multiply-add), then `torch.topk` for the k-th distance and
-`d < r` for the counts. Every path therefore sees the same float64 distances: the same k-th
-distances and counts, ties included, for both norms (tests/test_gpu_estimators.py).
+by blocks of query rows against all rows (memory about `_TORCH_BLOCK_BYTES` per block): a block
+of float64 distances, then `torch.topk` for the k-th distance and `d < r` for the counts. On a
+GPU the block comes from one Triton kernel (`_knn_triton`, a tile of pairs in registers; see
+`TRITON`); otherwise from torch operations: the max-norm by `torch.cdist(p=inf)` (a maximum of
+|a_t - b_t|: exact), the squared Euclidean distance summed column by column in the blocks'
+order. Both sum as the numba kernels do (separate float64 operations, no fused multiply-add),
+so every path sees the same float64 distances: the same k-th distances and counts, ties
+included, for both norms (tests/test_gpu_estimators.py).
 
 `prepare` fixes, once per estimate, the float64 array every path reads: constant columns
 dropped (they add 0 to every distance) and, within each block, the widest columns first (the
@@ -44,7 +46,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["NEIGHBOURS", "NORMS", "Prepared", "prepare", "kth", "count", "KDTREE_MAX_DIM_KNN", "KDTREE_MAX_DIM_COUNT"]
+__all__ = ["NEIGHBOURS", "NORMS", "Prepared", "prepare", "kth", "count", "triton_in_use", "TRITON", "KDTREE_MAX_DIM_KNN",
+           "KDTREE_MAX_DIM_COUNT"]
 
 NEIGHBOURS = ("auto", "kdtree", "brute", "torch")
 NORMS = ("euclidean", "max")
@@ -56,6 +59,11 @@ KDTREE_MAX_DIM_KNN = 12
 KDTREE_MAX_DIM_COUNT = 3
 # Memory bound of one block of query rows of the torch path (bytes), per kind of device.
 _TORCH_BLOCK_BYTES = {"cuda": 2**30, "cpu": 64 * 2**20}
+#: The torch path's distance blocks from the Triton kernel: "auto" on CUDA devices when Triton
+#: loads, "never" (torch operations only), "always" (also on the CPU, where it needs
+#: TRITON_INTERPRET=1 set before Triton is imported: the tests run it so).
+TRITON = "auto"
+_TRITON_STATE: dict = {}  # "module": the loaded kernel module, or "failed": why not
 # Query rows per tile of the numba kernels.
 _TILE_ROWS = 32
 
@@ -309,14 +317,60 @@ def _count_brute(p: Prepared, q: np.ndarray, r: np.ndarray) -> np.ndarray:
 # brute force in torch, on any device
 # ---------------------------------------------------------------------------
 
-def _torch_distances(a, q, ends: np.ndarray, squared: bool):
+def _triton_kernel(device):
+    """The Triton kernel module when `TRITON` says to use it on `device`, else None. A kernel that
+    fails to load or to run once is given up for the process, with one warning."""
+    import torch
+
+    if TRITON == "never" or (TRITON == "auto" and torch.device(device).type != "cuda") or "failed" in _TRITON_STATE:
+        return None
+    if "module" not in _TRITON_STATE:
+        try:
+            from . import _knn_triton
+
+            _TRITON_STATE["module"] = _knn_triton
+        except Exception as exc:  # no Triton, or one that cannot load here
+            _triton_failed(exc)
+            return None
+    return _TRITON_STATE["module"]
+
+
+def _triton_failed(exc: Exception) -> None:
+    import warnings
+
+    _TRITON_STATE["failed"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    warnings.warn(f"knn: the Triton distance kernel is not used ({_TRITON_STATE['failed']}); torch operations instead",
+                  RuntimeWarning, stacklevel=3)
+
+
+def triton_in_use(device) -> bool:
+    """Whether the torch path's distance blocks on `device` come from the Triton kernel."""
+    return _triton_kernel(device) is not None
+
+
+def _column_ranges(ends: np.ndarray, device):
+    """(starts, ends) of each variable's columns as int64 tensors on `device` (for the kernel)."""
+    import torch
+
+    e = np.asarray(ends, dtype=np.int64)
+    return (torch.from_numpy(np.r_[0, e[:-1]].astype(np.int64)).to(device), torch.from_numpy(e).to(device))
+
+
+def _torch_distances(a, q, ends: np.ndarray, squared: bool, ranges=None):
     """(m, n) float64 distances of the queries q (m, d') to the rows a (n, d'), both tensors on
     one device, computed as the numba kernels compute them: the max-norm as a maximum of
     |q_t - a_t| (exact, in any order), the squared Euclidean distance of each block as a sum
     over its columns in order, one separate float64 operation per step (no fused multiply-add,
-    so every device rounds it alike), the largest block's sum kept."""
+    so every device rounds it alike), the largest block's sum kept. ranges: `_column_ranges`
+    on a's device, when the Triton kernel is to be used."""
     import torch
 
+    kernel = _triton_kernel(a.device) if ranges is not None else None
+    if kernel is not None and q.shape[0] and a.shape[0]:
+        try:
+            return kernel.distances(a, q.contiguous(), ranges[0], ranges[1], squared)
+        except Exception as exc:  # a kernel that does not compile or launch here: torch instead
+            _triton_failed(exc)
     if not squared:
         return torch.cdist(q, a, p=float("inf"))
     dist, start = None, 0
@@ -346,13 +400,14 @@ def _kth_torch(p: Prepared, k: int, rows: np.ndarray, device) -> np.ndarray:
 
     a = p.on(device)
     rows_t = torch.from_numpy(rows).to(a.device)
+    ranges = _column_ranges(p.ends, a.device) if triton_in_use(a.device) else None
     out = np.empty(len(rows), dtype=np.float64)
     step = _query_rows(p.n, device)
     with torch.no_grad():
         for s in range(0, len(rows), step):
             e = min(len(rows), s + step)
             idx = rows_t[s:e]
-            d = _torch_distances(a, a.index_select(0, idx), p.ends, p.squared)
+            d = _torch_distances(a, a.index_select(0, idx), p.ends, p.squared, ranges)
             d[torch.arange(e - s, device=a.device), idx] = float("inf")  # not its own neighbour
             # the k smallest (unordered), then their largest: the k-th distance
             out[s:e] = torch.topk(d, k, dim=1, largest=False, sorted=False).values.amax(dim=1).cpu().numpy()
@@ -367,12 +422,13 @@ def _count_torch(p: Prepared, q: np.ndarray, r: np.ndarray, device) -> np.ndarra
     a = p.on(device)
     qt = a if q is p.a else torch.from_numpy(np.ascontiguousarray(q, dtype=np.float64)).to(a.device)
     rt = torch.from_numpy(r).to(a.device)
+    ranges = _column_ranges(p.ends, a.device) if triton_in_use(a.device) else None
     out = np.empty(len(r), dtype=np.int64)
     step = _query_rows(p.n, device)
     with torch.no_grad():
         for s in range(0, len(r), step):
             e = min(len(r), s + step)
-            d = _torch_distances(a, qt[s:e], p.ends, p.squared)
+            d = _torch_distances(a, qt[s:e], p.ends, p.squared, ranges)
             out[s:e] = (d < rt[s:e, None]).sum(dim=1).cpu().numpy()
             del d
     return out
