@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # growth.py beside this file
 T_START = time.perf_counter()
 RESULTS: list[bool] = []
 
@@ -470,6 +471,17 @@ def bench_mi_kde(store, trainer, work: Path, n_records: int):
     report("ibcli mi --method kde, peak resident memory", f"{rss_gib:.2f} GiB", "<= 2 GiB", rss_gib <= 2.0)
 
 
+# --------------------------------------------------------------------------- 8: growth with N
+def bench_growth(artifacts, record, labels):
+    """How kde, sp, kraskov and mine grow with the probe size on layer2 (context lines)."""
+    from growth import growth_lines, warm_up
+
+    from ibcli import activations as act
+
+    note(f"growth lines: warm-up {warm_up('cpu'):.1f} s; load average {loadavg()}")
+    growth_lines(act.load_layer(artifacts, record, "layer2"), labels, "layer2", "cpu", note, light=True)
+
+
 # --------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -480,6 +492,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=2, help="repetitions of the estimator timings (best is kept; default 2)")
     p.add_argument("--mi-records", type=int, default=10, help="records for the `ibcli mi --method kde` run (default 10)")
     p.add_argument("--train-fraction", type=float, default=None, help="debugging only: train on this share of MNIST")
+    p.add_argument("--no-growth", action="store_true", help="skip the growth lines (estimators' time against N)")
     p.add_argument("--keep", action="store_true", help="keep the temporary store (its path is printed)")
     args = p.parse_args(argv)
 
@@ -504,6 +517,8 @@ def main(argv=None) -> int:
         bench_binning(trainer.artifacts, manifest, last, labels, 5)
         note(f"load average {loadavg()}")
         bench_mi_kde(store, trainer, work, args.mi_records)
+        if not args.no_growth:
+            bench_growth(trainer.artifacts, last, labels)
     finally:
         if args.keep:
             note(f"store kept at {work}")

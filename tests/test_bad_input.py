@@ -297,12 +297,13 @@ def test_device_cuda_without_gpu(store_env, capsys):
     assert not (store_env / "runs").exists()
 
 
-def test_mi_device_cuda_without_gpu(store, capsys):
+@pytest.mark.parametrize("method", ["mine", "kde", "kraskov", "binning"])  # binning runs on the CPU: refused all the same
+def test_mi_device_cuda_without_gpu(store, capsys, method):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA GPU is visible here")
-    code, _, err = run_cli(["mi", store["ids"]["bare"], "--method", "mine", "--device", "cuda",
+    code, _, err = run_cli(["mi", store["ids"]["bare"], "--method", method, "--device", "cuda",
                             "--tracking-uri", store["uri"]], capsys)
     one_line(code, err, "--device cuda", "no CUDA GPU")
 

@@ -159,10 +159,10 @@ def test_kraskov_dispatch_uses_mixed_estimator_for_discrete_y(fake_module):
     assert names == ["ksg_mixed_mi", "ksg_mi", "ksg_mixed_mi", "ksg_mi", "ksg_entropy"]
     _, args, kwargs = calls[1]
     assert args[0].shape == (20, 1) and args[0].dtype == np.float64 and args[1].shape == (20, 1)
-    assert kwargs == {"k": 5, "norm": "euclidean", "standardize": True, "neighbours": "auto"}
+    assert kwargs == {"k": 5, "norm": "euclidean", "standardize": True, "neighbours": "auto", "device": "cpu"}
     _, args, _ = calls[2]
     assert args[1].dtype == np.int64 and list(args[1][:4]) == [0, 1, 0, 1]
-    assert calls[4][2] == {"k": 4, "norm": "max", "neighbours": "auto"}
+    assert calls[4][2] == {"k": 4, "norm": "max", "neighbours": "auto", "device": "cpu"}
 
 
 def test_mine_dispatch_one_hot_encodes_discrete_y(fake_module):
@@ -232,7 +232,7 @@ def test_information_plane_kraskov_passes_params_and_columns(fake_module):
     assert (p.i_xt_nats, p.i_ty_nats, p.params) == (1.25, 0.5, {"noise_var": 0.5})
     assert p.values == {"i_xt_sd": 0.1, "i_ty_sd": 0.2, "i_xt_se": 0.05, "i_ty_se": 0.1, "flag": "too wide"}
     ((_, (targ, larg, nv), kw),) = calls
-    assert nv == (0.5,) and kw == {"k": 4, "draws": 2, "repeats": 3, "baseline": 0, "seed": 11}
+    assert nv == (0.5,) and kw == {"k": 4, "draws": 2, "repeats": 3, "baseline": 0, "seed": 11, "device": "cpu"}
     np.testing.assert_array_equal(larg, labels)
 
 

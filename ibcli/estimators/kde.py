@@ -33,6 +33,16 @@ Bhattacharyya kernel exp(-D/(8 s2)), so when both are wanted one exp serves both
 blocks are shared out to worker threads (one per CPU by default), each with
 single-threaded kernels and its own buffers. Memory is O(workers * chunk_size^2 + N d),
 never N x N.
+
+On a torch device (`device="cuda"`, or `backend="torch"` on the CPU, which runs the very same
+code) the pass is `_pairwise_sums_torch`: the same augmented rows, one matrix product per
+block of full rows (both halves of the symmetric matrix: the device has the arithmetic to
+spare and the code stays short), the same clamped exponent, exp(0) = 1 set exactly on the
+diagonal, and the row sums split by class as a float64 product with the one-hot class matrix
+(so the sums are accumulated in float64 here too). TF32 is off for its float32 products
+(`_device.ieee_float32`): the numbers match the CPU path's to float rounding (tests: float64
+within 1e-9 relative; float32 within max(1e-4 |I|, 1e-3 bits)). Memory: one block of
+about `_TORCH_BLOCK_BYTES` + O(N d) on the device.
 """
 
 from __future__ import annotations
@@ -40,13 +50,14 @@ from __future__ import annotations
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ._device import ieee_float32, is_cpu, torch_device
 from ._validation import as_2d_float, as_labels, check_same_length
 from .errors import EstimatorInputError
 from .interface import NOISE_VAR, Column, Estimator, PlanePoint
@@ -62,6 +73,9 @@ __all__ = [
 ]
 
 DEFAULT_CHUNK_SIZE = 1024
+BACKENDS = ("auto", "numpy", "torch")
+# Bytes of one block of rows of the torch path (the products, the kernel and its float64 copy).
+_TORCH_BLOCK_BYTES = {"cuda": 2 * 2**30, "cpu": 64 * 2**20}
 _LOG_2PI_E = math.log(2.0 * math.pi * math.e)
 
 
@@ -309,13 +323,94 @@ def _pairwise_sums(t: np.ndarray, scales: Sequence[float], codes: np.ndarray | N
     return full, own
 
 
+def _augmented(t: np.ndarray, scales: Sequence[float]) -> tuple[np.ndarray, np.ndarray, float]:
+    """(left, right, c0): rows a' = [sqrt(2 c0) a, -c0 |a|^2, 1] and b' = [sqrt(2 c0) b, 1,
+    -c0 |b|^2] of the centred t in t's dtype, so that a'.b' = -c0 ||a - b||^2 (as in
+    `_pairwise_sums`, without its BLAS padding)."""
+    n, d = t.shape
+    tc = t.astype(np.float64) - t.mean(axis=0, dtype=np.float64)  # centred: less cancellation
+    sq = np.einsum("ij,ij->i", tc, tc)
+    c0 = float(max(scales))
+    if t.dtype == np.float32 and c0 * (float(sq.max()) + 1.0) > 1e30:
+        c0 = 1.0  # keep the augmented columns inside float32's range
+    left = np.empty((n, d + 2), dtype=t.dtype)
+    right = np.empty((n, d + 2), dtype=t.dtype)
+    left[:, :d] = tc * math.sqrt(2.0 * c0)
+    right[:, :d] = left[:, :d]
+    left[:, d], left[:, d + 1] = -c0 * sq, 1.0
+    right[:, d], right[:, d + 1] = 1.0, -c0 * sq
+    return left, right, c0
+
+
+def _pairwise_sums_torch(t: np.ndarray, scales: Sequence[float], codes: np.ndarray | None,
+                         dev, block_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`_pairwise_sums` in torch on device `dev`: the same (full, own), each (len(scales), N)
+    float64 NumPy arrays, row sums of exp(-c ||t_i - t_j||^2) over all j and over j in i's class.
+
+    t: (N, d) float32 or float64 (computed in that dtype, sums in float64). Per block of rows,
+    one product of augmented rows gives -c0 D against every column; per scale, exp of the
+    clamped exponent (diagonal set to exp(0) = 1 exactly), then the block times the one-hot
+    class matrix in float64 gives every row's sum per class (own = the row's class, full = all).
+    Memory: about block_bytes (default `_TORCH_BLOCK_BYTES` of the device's kind) + O(N d).
+    """
+    import torch
+
+    n, d = t.shape
+    floor = -87.0 if t.dtype == np.float32 else -700.0  # keeps exp() out of denormals
+    left, right, c0 = _augmented(t, scales)
+    lt, rt = torch.from_numpy(left).to(dev), torch.from_numpy(right).to(dev)
+    split = codes is not None and bool(np.any(codes != codes[0]))
+    if split:
+        code_t = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.int64)).to(dev)
+        onehot = torch.zeros((n, int(codes.max()) + 1), dtype=torch.float64, device=dev)
+        onehot[torch.arange(n, device=dev), code_t] = 1.0
+    full = torch.empty((len(scales), n), dtype=torch.float64, device=dev)
+    own = torch.empty_like(full) if split else full
+    budget = block_bytes or _TORCH_BLOCK_BYTES.get(dev.type, _TORCH_BLOCK_BYTES["cpu"])
+    rows = max(1, min(n, budget // (n * (2 * t.itemsize + 8))))
+    ctx = ieee_float32() if dev.type == "cuda" else nullcontext()
+    with torch.no_grad(), ctx:
+        for i0 in range(0, n, rows):
+            i1 = min(n, i0 + rows)
+            g = lt[i0:i1] @ rt.T  # -c0 D for rows [i0, i1) x all columns
+            diag = (torch.arange(i1 - i0, device=dev), torch.arange(i0, i1, device=dev))
+            for s, c in enumerate(scales):
+                e = g * (c / c0) if c != c0 else g.clone()
+                e.clamp_(floor, 0.0).exp_()
+                e[diag] = 1.0  # exp(-c * 0), exactly
+                if split:
+                    by_class = e.to(torch.float64) @ onehot  # (rows, classes)
+                    full[s, i0:i1] = by_class.sum(dim=1)
+                    own[s, i0:i1] = by_class.gather(1, code_t[i0:i1, None])[:, 0]
+                else:
+                    full[s, i0:i1] = e.sum(dim=1, dtype=torch.float64)
+                del e
+            del g
+    full_np = full.cpu().numpy()
+    return full_np, (own.cpu().numpy() if split else full_np)
+
+
+def _sums(arr: np.ndarray, scales, codes, chunk_size: int, workers, device, backend):
+    """The row sums by the kernel `backend` picks ("auto": NumPy on the CPU, torch elsewhere)."""
+    if backend not in BACKENDS:
+        raise EstimatorInputError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    n_workers = _workers(workers)
+    dev = torch_device(device) if not is_cpu(device) else None
+    if backend == "numpy" and dev is not None:
+        raise EstimatorInputError(f"backend 'numpy' runs on the CPU only; got device {device!r}")
+    if backend == "torch" or dev is not None:
+        return _pairwise_sums_torch(arr, scales, codes, dev if dev is not None else torch_device("cpu"))
+    return _pairwise_sums(arr, scales, codes, chunk_size, n_workers)
+
+
 def _prepare_t(t) -> np.ndarray:
     return as_2d_float(t, "t", keep_float32=True)
 
 
 # --------------------------------------------------------------------------- public
 def kde_entropy_bounds(t, noise_vars=(0.1,), chunk_size: int | None = None,
-                       which: str = "both", workers: int | None = None) -> list[KDEEntropyBounds]:
+                       which: str = "both", workers: int | None = None, *, device: str = "cpu",
+                       backend: str = "auto") -> list[KDEEntropyBounds]:
     """Pairwise-distance bounds on H(T+Z) for each noise variance, in nats.
 
     T+Z is the mixture (1/N) sum_i N(t_i, s2 I_d) (X uniform over the N rows);
@@ -338,6 +433,12 @@ def kde_entropy_bounds(t, noise_vars=(0.1,), chunk_size: int | None = None,
     workers : int, optional
         Threads that share the blocks (default: the CPUs this process may use);
         while they run, BLAS and torch kernels are single-threaded.
+    device : str, default "cpu"
+        Torch device of the pass: "cpu", or "cuda" ("cuda:k") for the torch kernel
+        on that GPU (module notes; chunk_size and workers then do not apply).
+    backend : {"auto", "numpy", "torch"}, default "auto"
+        "auto": NumPy's BLAS with worker threads on the CPU, torch on any other
+        device; "torch" on the CPU runs the GPU's code there (to check it).
 
     Returns
     -------
@@ -348,7 +449,7 @@ def kde_entropy_bounds(t, noise_vars=(0.1,), chunk_size: int | None = None,
     ------
     EstimatorInputError
         NaN/inf, bad shape, non-positive noise variance, bad chunk_size /
-        which / workers.
+        which / workers / backend, unknown or unavailable device.
     """
     arr = _prepare_t(t)
     nv = _noise_list(noise_vars)
@@ -366,7 +467,7 @@ def kde_entropy_bounds(t, noise_vars=(0.1,), chunk_size: int | None = None,
             slot["lower"] = len(scales)
             scales.append(1.0 / (8.0 * s2))
         slots.append(slot)
-    sums, _ = _pairwise_sums(arr, scales, None, cs, _workers(workers))
+    sums, _ = _sums(arr, scales, None, cs, workers, device, backend)
     log_n = math.log(n)
     out = []
     for s2, slot in zip(nv, slots):
@@ -380,11 +481,11 @@ def kde_entropy_bounds(t, noise_vars=(0.1,), chunk_size: int | None = None,
 
 
 def kde_entropy(t, noise_var: float = 0.1, bound: str = "upper", chunk_size: int | None = None,
-                workers: int | None = None) -> float:
+                workers: int | None = None, *, device: str = "cpu", backend: str = "auto") -> float:
     """One pairwise bound on H(T+Z), Z ~ N(0, noise_var I), in nats.
 
-    See `kde_entropy_bounds`. bound: "upper" (KL, default) or "lower"
-    (Bhattacharyya). t: (N, d) or (N,) float array.
+    See `kde_entropy_bounds` (also for device and backend). bound: "upper" (KL,
+    default) or "lower" (Bhattacharyya). t: (N, d) or (N,) float array.
 
     Raises
     ------
@@ -393,12 +494,14 @@ def kde_entropy(t, noise_var: float = 0.1, bound: str = "upper", chunk_size: int
     """
     if bound not in ("upper", "lower"):
         raise EstimatorInputError(f"bound must be 'upper' or 'lower'; got {bound!r}")
-    res = kde_entropy_bounds(t, noise_var, chunk_size=chunk_size, which=bound, workers=workers)[0]
+    res = kde_entropy_bounds(t, noise_var, chunk_size=chunk_size, which=bound, workers=workers, device=device,
+                             backend=backend)[0]
     return res.upper if bound == "upper" else res.lower
 
 
 def kde_information_plane(t, labels, noise_vars=(0.1,), chunk_size: int | None = None,
-                          workers: int | None = None) -> list[KDEPlaneResult]:
+                          workers: int | None = None, *, device: str = "cpu",
+                          backend: str = "auto") -> list[KDEPlaneResult]:
     """I(X; T+Z) bounds and I(T+Z; Y) estimates of one layer, per noise variance (nats).
 
     Saxe et al. (2018) with the bounds of Kolchinsky & Tracey (2017):
@@ -417,6 +520,8 @@ def kde_information_plane(t, labels, noise_vars=(0.1,), chunk_size: int | None =
         Noise variances s2; one result each, all from ONE pairwise pass.
     chunk_size : int, optional (default 1024), see `kde_entropy_bounds`.
     workers : int, optional (default: all usable CPUs), see `kde_entropy_bounds`.
+    device : str, default "cpu"; backend : "auto" | "numpy" | "torch", see
+        `kde_entropy_bounds` ("cuda": the torch kernel on the GPU).
 
     Returns
     -------
@@ -426,7 +531,8 @@ def kde_information_plane(t, labels, noise_vars=(0.1,), chunk_size: int | None =
     Raises
     ------
     EstimatorInputError
-        lengths differ, NaN/inf, wrong shape, bad noise variance.
+        lengths differ, NaN/inf, wrong shape, bad noise variance, bad backend,
+        unknown or unavailable device.
     """
     arr = _prepare_t(t)
     check_same_length(("t", arr), ("labels", labels))
@@ -438,7 +544,7 @@ def kde_information_plane(t, labels, noise_vars=(0.1,), chunk_size: int | None =
     scales = []
     for s2 in nv:
         scales += [1.0 / (2.0 * s2), 1.0 / (8.0 * s2)]
-    full, own = _pairwise_sums(arr, scales, y, cs, _workers(workers))  # (S, N) each
+    full, own = _sums(arr, scales, y, cs, workers, device, backend)  # (S, N) each
     log_n = math.log(n)
     class_n = np.bincount(y, minlength=n_classes).astype(np.float64)
     log_ny = np.log(class_n)[y]  # ln N_{y_i}, per row
@@ -476,11 +582,12 @@ class KDEEstimator(Estimator):
         Column("i_xt_lower_bits", "float64", "kde: Bhattacharyya lower bound on I(X;T+Z) (i_xt_bits is the KL upper bound)", nats=True),
         Column("i_ty_bd_bits", "float64", "kde: Bhattacharyya estimate of I(T+Z;Y), a difference of bounds, not a bound", nats=True),
     )
+    uses_device = True
 
     def points(self, t, labels, *, x=None, params, context=None, seed=0, device="cpu"):
         return [PlanePoint(r.i_xt_upper, r.i_ty_kl, {"i_xt_lower": r.i_xt_lower, "i_ty_bd": r.i_ty_bd},
                            {"noise_var": r.noise_var})
-                for r in kde_information_plane(t, labels, params["noise_var"])]
+                for r in kde_information_plane(t, labels, params["noise_var"], device=device)]
 
     def mutual_information(self, x, y, y_discrete: bool, noise_var: float = 0.1, bound: str = "upper",
                            chunk_size: int | None = None) -> float:

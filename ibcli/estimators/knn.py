@@ -20,10 +20,17 @@ The two primitives
 `neighbours="brute"`: every pair. With numba (compiled on first use, then cached on disk):
 parallel kernels over tiles of query rows, O(n d) memory, that stop scanning a pair's
 coordinates as soon as the pair is known to be too far (exact pruning, no approximation).
-Without numba: torch over row blocks, memory bounded by `_BRUTE_BLOCK_BYTES` (the same
-results for the max-norm; for "euclidean" equal up to the rounding of the sums, which only
-matters at exact ties). `"auto"` uses the kd-tree for the max-norm in low dimension
-(`KDTREE_MAX_DIM_KNN`, `KDTREE_MAX_DIM_COUNT`), brute force otherwise.
+Without numba: the torch path on the CPU. `"auto"` uses the kd-tree for the max-norm in low
+dimension (`KDTREE_MAX_DIM_KNN`, `KDTREE_MAX_DIM_COUNT`), brute force otherwise.
+`neighbours="torch"`: every pair in torch on `device` (a CUDA GPU, or the CPU: the same code),
+by blocks of query rows against all rows (memory about `_TORCH_BLOCK_BYTES` per block): a block
+of float64 distances, then `torch.topk` for the k-th distance and `d < r` for the counts. On a
+GPU the block comes from one Triton kernel (`_knn_triton`, a tile of pairs in registers; see
+`TRITON`); otherwise from torch operations: the max-norm by `torch.cdist(p=inf)` (a maximum of
+|a_t - b_t|: exact), the squared Euclidean distance summed column by column in the blocks'
+order. Both sum as the numba kernels do (separate float64 operations, no fused multiply-add),
+so every path sees the same float64 distances: the same k-th distances and counts, ties
+included, for both norms (tests/test_gpu_estimators.py).
 
 `prepare` fixes, once per estimate, the float64 array every path reads: constant columns
 dropped (they add 0 to every distance) and, within each block, the widest columns first (the
@@ -35,13 +42,14 @@ distance is computed the same way (same terms, same order) wherever it is needed
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["NEIGHBOURS", "NORMS", "Prepared", "prepare", "kth", "count", "KDTREE_MAX_DIM_KNN", "KDTREE_MAX_DIM_COUNT"]
+__all__ = ["NEIGHBOURS", "NORMS", "Prepared", "prepare", "kth", "count", "triton_in_use", "TRITON", "KDTREE_MAX_DIM_KNN",
+           "KDTREE_MAX_DIM_COUNT"]
 
-NEIGHBOURS = ("auto", "kdtree", "brute")
+NEIGHBOURS = ("auto", "kdtree", "brute", "torch")
 NORMS = ("euclidean", "max")
 # "auto": kd-tree for the k-th-neighbour search in up to this many coordinates, and for the
 # "strictly closer than r" counts in up to KDTREE_MAX_DIM_COUNT (the radii come from a joint
@@ -49,8 +57,13 @@ NORMS = ("euclidean", "max")
 # on 2 cores at N = 5 000 and 10 000.
 KDTREE_MAX_DIM_KNN = 12
 KDTREE_MAX_DIM_COUNT = 3
-# Memory bound of one block of the torch fallback (bytes).
-_BRUTE_BLOCK_BYTES = 256 * 2**20
+# Memory bound of one block of query rows of the torch path (bytes), per kind of device.
+_TORCH_BLOCK_BYTES = {"cuda": 2**30, "cpu": 64 * 2**20}
+#: The torch path's distance blocks from the Triton kernel: "auto" on CUDA devices when Triton
+#: loads, "never" (torch operations only), "always" (also on the CPU, where it needs
+#: TRITON_INTERPRET=1 set before Triton is imported: the tests run it so).
+TRITON = "auto"
+_TRITON_STATE: dict = {}  # "module": the loaded kernel module, or "failed": why not
 # Query rows per tile of the numba kernels.
 _TILE_ROWS = 32
 
@@ -58,25 +71,46 @@ _TILE_ROWS = 32
 @dataclass(frozen=True)
 class Prepared:
     """Points ready for the primitives: `a` (n, d') float64 C-contiguous, `ends` the end column
-    of each block in `a` (int64), `squared` True for the per-block squared Euclidean distance."""
+    of each block in `a` (int64), `squared` True for the per-block squared Euclidean distance.
+    `devices` holds copies of `a` as torch tensors, one per device the torch path used; row and
+    block subsets are cut from them there (no second transfer)."""
 
     a: np.ndarray
     ends: np.ndarray
     squared: bool
+    devices: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def n(self) -> int:
         return self.a.shape[0]
 
+    def on(self, device):
+        """`a` as a float64 tensor on torch device `device` (made once, then kept)."""
+        import torch
+
+        key = str(device)
+        if key not in self.devices:
+            self.devices[key] = torch.from_numpy(self.a).to(device)
+        return self.devices[key]
+
     def rows(self, idx) -> "Prepared":
-        """The same points' subset `idx`, same columns and blocks."""
-        return Prepared(np.ascontiguousarray(self.a[idx]), self.ends, self.squared)
+        """The same points' subset `idx` (integer indices), same columns and blocks."""
+        idx = np.asarray(idx)
+        sub = Prepared(np.ascontiguousarray(self.a[idx]), self.ends, self.squared)
+        if self.devices:
+            import torch
+
+            index = torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64))
+            sub.devices.update({key: t.index_select(0, index.to(t.device)) for key, t in self.devices.items()})
+        return sub
 
     def block(self, b: int) -> "Prepared":
         """Block b alone (e.g. x out of the joint (x, y)), same column order."""
-        start = 0 if b == 0 else int(self.ends[b - 1])
-        a = np.ascontiguousarray(self.a[:, start:int(self.ends[b])])
-        return Prepared(a, np.array([a.shape[1]], dtype=np.int64), self.squared)
+        start, end = 0 if b == 0 else int(self.ends[b - 1]), int(self.ends[b])
+        a = np.ascontiguousarray(self.a[:, start:end])
+        sub = Prepared(a, np.array([a.shape[1]], dtype=np.int64), self.squared)
+        sub.devices.update({key: t[:, start:end].contiguous() for key, t in self.devices.items()})
+        return sub
 
     def span(self, q: np.ndarray | None = None) -> float:
         """An upper bound of every distance between two rows (and the queries q, if given),
@@ -120,7 +154,7 @@ def prepare(blocks, norm: str) -> Prepared:
 
 
 def _use_kdtree(p: Prepared, neighbours: str, max_dim: int) -> bool:
-    if p.squared:
+    if p.squared or neighbours == "torch":
         return False
     return neighbours == "kdtree" or (neighbours == "auto" and p.a.shape[1] <= max_dim)
 
@@ -258,57 +292,145 @@ def _numba_kernels():
     return _NUMBA_KERNELS or None
 
 
-def _torch_distances(p: Prepared, q: np.ndarray):
-    """Without numba: yield (s, e, D), D the (e - s, n) distances of queries s..e-1 to every row."""
-    import torch
-
-    a = torch.from_numpy(p.a)
-    qt = torch.from_numpy(np.ascontiguousarray(q))
-    n, d = p.a.shape
-    per_row = 3 * n * (d if p.squared else 1) * 8  # the squared path holds a (rows, n, d_b) difference
-    step = int(max(1, min(len(q), _BRUTE_BLOCK_BYTES // max(1, per_row))))
-    for s in range(0, len(q), step):
-        e = min(len(q), s + step)
-        if not p.squared:
-            yield s, e, torch.cdist(qt[s:e], a, p=float("inf"))
-            continue
-        dist, start = None, 0
-        for end in p.ends:
-            diff = qt[s:e, None, start:int(end)] - a[None, :, start:int(end)]
-            blk = (diff * diff).sum(dim=2)
-            dist = blk if dist is None else torch.maximum(dist, blk)
-            start = int(end)
-        yield s, e, dist
-
-
 def _kth_brute(p: Prepared, k: int, rows: np.ndarray) -> np.ndarray:
-    out = np.empty(len(rows), dtype=np.float64)
     kernels = _numba_kernels()
-    if kernels is not None:
-        with _KERNEL_LOCK:
-            kernels[0](p.a, rows, k, p.ends, p.squared, _TILE_ROWS, out)
-        return out
-    import torch
-
-    for s, e, d in _torch_distances(p, p.a[rows]):
-        d[torch.arange(e - s), torch.from_numpy(rows[s:e])] = float("inf")  # not its own neighbour
-        out[s:e] = torch.kthvalue(d, k, dim=1).values.numpy()
+    if kernels is None:
+        return _kth_torch(p, k, rows, "cpu")
+    out = np.empty(len(rows), dtype=np.float64)
+    with _KERNEL_LOCK:
+        kernels[0](p.a, rows, k, p.ends, p.squared, _TILE_ROWS, out)
     return out
 
 
 def _count_brute(p: Prepared, q: np.ndarray, r: np.ndarray) -> np.ndarray:
-    out = np.empty(len(r), dtype=np.int64)
     kernels = _numba_kernels()
-    if kernels is not None:
-        span = p.span(q)
-        with _KERNEL_LOCK:
-            kernels[1](p.a, np.ascontiguousarray(q), r, p.ends, p.squared, span, _TILE_ROWS, out)
-        return out
+    if kernels is None:
+        return _count_torch(p, q, r, "cpu")
+    out = np.empty(len(r), dtype=np.int64)
+    span = p.span(q)
+    with _KERNEL_LOCK:
+        kernels[1](p.a, np.ascontiguousarray(q), r, p.ends, p.squared, span, _TILE_ROWS, out)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# brute force in torch, on any device
+# ---------------------------------------------------------------------------
+
+def _triton_kernel(device):
+    """The Triton kernel module when `TRITON` says to use it on `device`, else None. A kernel that
+    fails to load or to run once is given up for the process, with one warning."""
     import torch
 
-    rt = torch.from_numpy(r)
-    for s, e, d in _torch_distances(p, q):
-        out[s:e] = (d < rt[s:e, None]).sum(dim=1).numpy()
+    if TRITON == "never" or (TRITON == "auto" and torch.device(device).type != "cuda") or "failed" in _TRITON_STATE:
+        return None
+    if "module" not in _TRITON_STATE:
+        try:
+            from . import _knn_triton
+
+            _TRITON_STATE["module"] = _knn_triton
+        except Exception as exc:  # no Triton, or one that cannot load here
+            _triton_failed(exc)
+            return None
+    return _TRITON_STATE["module"]
+
+
+def _triton_failed(exc: Exception) -> None:
+    import warnings
+
+    _TRITON_STATE["failed"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    warnings.warn(f"knn: the Triton distance kernel is not used ({_TRITON_STATE['failed']}); torch operations instead",
+                  RuntimeWarning, stacklevel=3)
+
+
+def triton_in_use(device) -> bool:
+    """Whether the torch path's distance blocks on `device` come from the Triton kernel."""
+    return _triton_kernel(device) is not None
+
+
+def _column_ranges(ends: np.ndarray, device):
+    """(starts, ends) of each variable's columns as int64 tensors on `device` (for the kernel)."""
+    import torch
+
+    e = np.asarray(ends, dtype=np.int64)
+    return (torch.from_numpy(np.r_[0, e[:-1]].astype(np.int64)).to(device), torch.from_numpy(e).to(device))
+
+
+def _torch_distances(a, q, ends: np.ndarray, squared: bool, ranges=None):
+    """(m, n) float64 distances of the queries q (m, d') to the rows a (n, d'), both tensors on
+    one device, computed as the numba kernels compute them: the max-norm as a maximum of
+    |q_t - a_t| (exact, in any order), the squared Euclidean distance of each block as a sum
+    over its columns in order, one separate float64 operation per step (no fused multiply-add,
+    so every device rounds it alike), the largest block's sum kept. ranges: `_column_ranges`
+    on a's device, when the Triton kernel is to be used."""
+    import torch
+
+    kernel = _triton_kernel(a.device) if ranges is not None else None
+    if kernel is not None and q.shape[0] and a.shape[0]:
+        try:
+            return kernel.distances(a, q.contiguous(), ranges[0], ranges[1], squared)
+        except Exception as exc:  # a kernel that does not compile or launch here: torch instead
+            _triton_failed(exc)
+    if not squared:
+        return torch.cdist(q, a, p=float("inf"))
+    dist, start = None, 0
+    for end in ends:
+        s = None
+        for t in range(start, int(end)):
+            v = torch.sub(q[:, t, None], a[None, :, t])
+            v.mul_(v)
+            s = v if s is None else s.add_(v)
+        dist = s if dist is None else torch.maximum(dist, s, out=dist)
+        start = int(end)
+    return dist
+
+
+def _query_rows(n: int, device) -> int:
+    """Query rows per block: the distances, their squared-sum buffers and the masks."""
+    import torch
+
+    kind = torch.device(device).type
+    budget = _TORCH_BLOCK_BYTES.get(kind, _TORCH_BLOCK_BYTES["cpu"])
+    return int(max(1, budget // (4 * 8 * max(n, 1))))
+
+
+def _kth_torch(p: Prepared, k: int, rows: np.ndarray, device) -> np.ndarray:
+    """k-th smallest distance from rows[i] to the other rows of p, in torch on `device`."""
+    import torch
+
+    a = p.on(device)
+    rows_t = torch.from_numpy(rows).to(a.device)
+    ranges = _column_ranges(p.ends, a.device) if triton_in_use(a.device) else None
+    out = np.empty(len(rows), dtype=np.float64)
+    step = _query_rows(p.n, device)
+    with torch.no_grad():
+        for s in range(0, len(rows), step):
+            e = min(len(rows), s + step)
+            idx = rows_t[s:e]
+            d = _torch_distances(a, a.index_select(0, idx), p.ends, p.squared, ranges)
+            d[torch.arange(e - s, device=a.device), idx] = float("inf")  # not its own neighbour
+            # the k smallest (unordered), then their largest: the k-th distance
+            out[s:e] = torch.topk(d, k, dim=1, largest=False, sorted=False).values.amax(dim=1).cpu().numpy()
+            del d
+    return out
+
+
+def _count_torch(p: Prepared, q: np.ndarray, r: np.ndarray, device) -> np.ndarray:
+    """How many rows of p lie strictly closer than r[i] to q[i], in torch on `device`."""
+    import torch
+
+    a = p.on(device)
+    qt = a if q is p.a else torch.from_numpy(np.ascontiguousarray(q, dtype=np.float64)).to(a.device)
+    rt = torch.from_numpy(r).to(a.device)
+    ranges = _column_ranges(p.ends, a.device) if triton_in_use(a.device) else None
+    out = np.empty(len(r), dtype=np.int64)
+    step = _query_rows(p.n, device)
+    with torch.no_grad():
+        for s in range(0, len(r), step):
+            e = min(len(r), s + step)
+            d = _torch_distances(a, qt[s:e], p.ends, p.squared, ranges)
+            out[s:e] = (d < rt[s:e, None]).sum(dim=1).cpu().numpy()
+            del d
     return out
 
 
@@ -316,25 +438,31 @@ def _count_brute(p: Prepared, q: np.ndarray, r: np.ndarray) -> np.ndarray:
 # The primitives
 # ---------------------------------------------------------------------------
 
-def kth(p: Prepared, k: int, rows=None, neighbours: str = "auto") -> np.ndarray:
+def kth(p: Prepared, k: int, rows=None, neighbours: str = "auto", device="cpu") -> np.ndarray:
     """The k-th smallest distance from each row in `rows` (default: all) to the other rows of p.
 
     Returns (len(rows),) float64 (squared for "euclidean"). Needs 1 <= k < p.n.
+    device: the torch device of neighbours="torch" (ignored by the other paths).
     """
     rows = np.arange(p.n, dtype=np.int64) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
     if len(rows) == 0:
         return np.empty(0)
+    if neighbours == "torch":
+        return _kth_torch(p, k, rows, device)
     if _use_kdtree(p, neighbours, KDTREE_MAX_DIM_KNN):
         return _kth_kdtree(p, k, rows)
     return _kth_brute(p, k, rows)
 
 
-def count(p: Prepared, q: np.ndarray, r: np.ndarray, neighbours: str = "auto") -> np.ndarray:
+def count(p: Prepared, q: np.ndarray, r: np.ndarray, neighbours: str = "auto", device="cpu") -> np.ndarray:
     """How many rows of p lie strictly closer than r[i] to the query q[i] (q: (m, d') in p's
-    columns, e.g. `p.a[idx]`; r: (m,) in p's units). Returns (m,) int64; r <= 0 gives 0."""
+    columns, e.g. `p.a[idx]`; r: (m,) in p's units). Returns (m,) int64; r <= 0 gives 0.
+    device: the torch device of neighbours="torch" (ignored by the other paths)."""
     r = np.ascontiguousarray(r, dtype=np.float64)
     if len(r) == 0 or p.n == 0:
         return np.zeros(len(r), dtype=np.int64)
+    if neighbours == "torch":
+        return _count_torch(p, q, r, device)
     if _use_kdtree(p, neighbours, KDTREE_MAX_DIM_COUNT):
         return _count_kdtree(p, q, r)
     return _count_brute(p, q, r)

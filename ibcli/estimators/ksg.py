@@ -93,8 +93,10 @@ Goldfeld et al. (2019) do, T is observed through Gaussian noise Z ~ N(0, s2 I), 
   s2 = 0.01. Its value is computed the same way (one draw per input) and clipped to the
   same range.
 
-The neighbour searches are exact (`knn.py`); their paths agree to the last bit for the
-max-norm, ties included.
+The neighbour searches are exact (`knn.py`); their paths agree to the last bit, ties
+included. `device="cuda"` runs them by brute force in torch on the GPU (`knn`'s
+neighbours="torch", float64, the same code as on the CPU): the same k-th distances and
+counts, so the same estimates; the noise is drawn on the CPU by NumPy either way.
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ import numpy as np
 from scipy.special import digamma, gammaln
 
 from . import knn
+from ._device import is_cpu, torch_device
 from ._validation import as_2d_float, as_labels
 from .errors import EstimatorInputError
 from .interface import BASELINE_COLUMNS, FLAG_COLUMN, NOISE_VAR, SD_COLUMNS, SE_COLUMNS, Estimator, Param, PlanePoint
@@ -158,12 +161,25 @@ def _check_choice(value, allowed, what: str, fn: str):
     return value
 
 
-def _check_search(norm, neighbours, fn: str) -> tuple[str, str]:
+def _check_search(norm, neighbours, fn: str, device="cpu") -> tuple[str, str, object]:
+    """(norm, neighbours, torch device or None): "auto" on a device other than the CPU is the
+    torch path there; None is the CPU's own paths."""
     norm = _check_choice(norm, NORMS, "norm", fn)
     neighbours = _check_choice(neighbours, NEIGHBOURS, "neighbours", fn)
     if neighbours == "kdtree" and norm != "max":
         raise EstimatorInputError(f"{fn}: the kd-tree serves the max-norm only; use norm='max' or neighbours='auto'")
-    return norm, neighbours
+    try:
+        dev = None if is_cpu(device) else torch_device(device)
+    except EstimatorInputError as exc:
+        raise EstimatorInputError(f"{fn}: {exc}") from None
+    if dev is not None:
+        if neighbours not in ("auto", "torch"):
+            raise EstimatorInputError(f"{fn}: neighbours={neighbours!r} runs on the CPU; on device {device!r} "
+                                      "use neighbours='auto' or 'torch'")
+        neighbours = "torch"
+    elif neighbours == "torch":
+        dev = torch_device("cpu")
+    return norm, neighbours, dev
 
 
 def _labels(labels, n: int, fn: str) -> np.ndarray:
@@ -204,33 +220,33 @@ def _atoms(a: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _count_seen(p: knn.Prepared, ids: np.ndarray, copies: np.ndarray, rows: np.ndarray, r: np.ndarray,
-                neighbours: str) -> np.ndarray:
+                neighbours: str, device=None) -> np.ndarray:
     """For each point in `rows` (r > 0): the points it sees strictly closer than r, itself
     included: every non-atom point, plus the copies of its own atom (all at distance 0)."""
     plain = ids == -1
     base = p if plain.all() else p.rows(np.flatnonzero(plain))
     queries = p.a if rows.size == p.n else p.a[rows]  # rows are sorted: all of them is p.a
-    seen = knn.count(base, queries, r, neighbours)  # a non-atom query counts itself here
+    seen = knn.count(base, queries, r, neighbours, device)  # a non-atom query counts itself here
     return seen + np.where(ids[rows] >= 0, copies[rows], 0)
 
 
 def _kth_seen(p: knn.Prepared, k: int, rows: np.ndarray, visible: np.ndarray, fallback: np.ndarray | None,
-              neighbours: str) -> np.ndarray:
+              neighbours: str, device=None) -> np.ndarray:
     """k-th neighbour distance of `rows` among the `visible` points (a boolean mask that holds
     `rows`); with k or fewer visible others, among the `fallback` points (None: all of p)."""
     data = np.flatnonzero(visible)
     if data.size <= k:
         data = np.arange(p.n) if fallback is None else np.flatnonzero(fallback)
     if data.size == p.n:
-        return knn.kth(p, k, rows, neighbours)
-    return knn.kth(p.rows(data), k, np.searchsorted(data, rows), neighbours)
+        return knn.kth(p, k, rows, neighbours, device)
+    return knn.kth(p.rows(data), k, np.searchsorted(data, rows), neighbours, device)
 
 
 # ---------------------------------------------------------------------------
 # The estimators' per-point terms
 # ---------------------------------------------------------------------------
 
-def _ksg_terms(p: knn.Prepared, k: int, neighbours: str) -> np.ndarray:
+def _ksg_terms(p: knn.Prepared, k: int, neighbours: str, device=None) -> np.ndarray:
     """Per-point terms of KSG algorithm 1 (their mean is the estimate); p = joint (x, y)."""
     n = p.n
     px, py = p.block(0), p.block(1)
@@ -245,17 +261,18 @@ def _ksg_terms(p: knn.Prepared, k: int, neighbours: str) -> np.ndarray:
         for g, (gx, gy) in enumerate(pairs):  # rule 2: each point sees its own atoms only
             rows = cont[which == g]
             visible = ((xid == -1) | (xid == gx)) & ((yid == -1) | (yid == gy))
-            eps[rows] = _kth_seen(p, k, rows, visible, None, neighbours)
+            eps[rows] = _kth_seen(p, k, rows, visible, None, neighbours, device)
     kk = cxy.astype(np.float64)  # rule 1: the closed zero-radius ball, i included
     nx1, ny1 = cx.astype(np.float64), cy.astype(np.float64)
     if cont.size:
         kk[cont] = k
-        nx1[cont] = _count_seen(px, xid, cx, cont, eps[cont], neighbours)  # n_x + 1
-        ny1[cont] = _count_seen(py, yid, cy, cont, eps[cont], neighbours)
+        nx1[cont] = _count_seen(px, xid, cx, cont, eps[cont], neighbours, device)  # n_x + 1
+        ny1[cont] = _count_seen(py, yid, cy, cont, eps[cont], neighbours, device)
     return digamma(kk) + digamma(n) - digamma(nx1) - digamma(ny1)
 
 
-def _mixed_terms(p: knn.Prepared, codes: np.ndarray, k: int, neighbours: str, atoms: bool = True) -> np.ndarray:
+def _mixed_terms(p: knn.Prepared, codes: np.ndarray, k: int, neighbours: str, atoms: bool = True,
+                 device=None) -> np.ndarray:
     """Per-point terms of Ross's estimator (codes 0..C-1, every class >= 2 points);
     `atoms=False` skips the search for atoms (continuous data)."""
     n = p.n
@@ -274,12 +291,12 @@ def _mixed_terms(p: knn.Prepared, codes: np.ndarray, k: int, neighbours: str, at
         in_c = codes == c
         for gx in np.unique(xid[rows_c]):  # rule 2
             rows = rows_c[xid[rows_c] == gx]
-            radius[rows] = _kth_seen(p, kc, rows, in_c & ((xid == -1) | (xid == gx)), in_c, neighbours)
+            radius[rows] = _kth_seen(p, kc, rows, in_c & ((xid == -1) | (xid == gx)), in_c, neighbours, device)
     # rule 1: k_i = copies of x_i in its class, m_i = copies overall (i included)
     k_all = np.where(c_in > k_i, c_in, k_i).astype(np.float64)
     m = np.where(c_in > k_i, cx, 0).astype(np.float64)
     if cont.size:
-        m[cont] = _count_seen(p, xid, cx, cont, radius[cont], neighbours)
+        m[cont] = _count_seen(p, xid, cx, cont, radius[cont], neighbours, device)
     return digamma(n) - digamma(sizes[codes]) + digamma(k_all) - digamma(m)
 
 
@@ -288,7 +305,7 @@ def _mixed_terms(p: knn.Prepared, codes: np.ndarray, k: int, neighbours: str, at
 # ---------------------------------------------------------------------------
 
 def ksg_mi(x, y, k: int = 3, *, norm: str = "euclidean", standardize: bool = True,
-           neighbours: str = "auto") -> float:
+           neighbours: str = "auto", device: str = "cpu") -> float:
     """Mutual information I(X;Y) in nats, KSG algorithm 1 (Kraskov et al. 2004, eq. 8).
 
     Parameters
@@ -300,7 +317,10 @@ def ksg_mi(x, y, k: int = 3, *, norm: str = "euclidean", standardize: bool = Tru
         distance is the larger of the two (module notes).
     standardize : bool, default True: each column of x and y to mean 0, sd 1 first (a constant
         column is only shifted); False runs on the data as given, whose units then matter.
-    neighbours : "auto" | "kdtree" | "brute" (module `knn`; the kd-tree serves the max-norm only).
+    neighbours : "auto" | "kdtree" | "brute" | "torch" (module `knn`; the kd-tree serves the
+        max-norm only; "torch": brute force in torch on `device`).
+    device : "cpu" (default) | "cuda" ("cuda:k"): a GPU runs the torch path there (float64,
+        the same distances and counts, so the same estimate).
 
     Returns
     -------
@@ -310,10 +330,10 @@ def ksg_mi(x, y, k: int = 3, *, norm: str = "euclidean", standardize: bool = Tru
     Raises
     ------
     EstimatorInputError: wrong ndim, no columns, different lengths, NaN/inf, n <= k, bad k,
-        norm or neighbours.
+        norm, neighbours or device (unknown, unavailable, or a CPU-only neighbours on a GPU).
     """
     fn = "ksg_mi"
-    norm, neighbours = _check_search(norm, neighbours, fn)
+    norm, neighbours, dev = _check_search(norm, neighbours, fn, device)
     xa, ya = _as_2d(x, "x", fn), _as_2d(y, "y", fn)
     if xa.shape[0] != ya.shape[0]:
         raise EstimatorInputError(
@@ -322,11 +342,11 @@ def ksg_mi(x, y, k: int = 3, *, norm: str = "euclidean", standardize: bool = Tru
     k = _check_k(k, xa.shape[0], fn)
     if standardize:
         xa, ya = _standardize(xa), _standardize(ya)
-    return float(np.mean(_ksg_terms(knn.prepare([xa, ya], norm), k, neighbours)))
+    return float(np.mean(_ksg_terms(knn.prepare([xa, ya], norm), k, neighbours, dev)))
 
 
 def ksg_mixed_mi(x, labels, k: int = 3, *, norm: str = "euclidean", standardize: bool = True,
-                 neighbours: str = "auto") -> float:
+                 neighbours: str = "auto", device: str = "cpu") -> float:
     """Mutual information I(X;Y) in nats between a continuous x and discrete labels
     (Ross 2014, eq. 2; scikit-learn's mutual_info_classif for one feature).
 
@@ -338,7 +358,7 @@ def ksg_mixed_mi(x, labels, k: int = 3, *, norm: str = "euclidean", standardize:
         dropped (N then counts the samples that remain).
     norm : "euclidean" (default) | "max", the distance within x.
     standardize : bool, default True: standardize every column of x first (see ksg_mi).
-    neighbours : "auto" | "kdtree" | "brute".
+    neighbours : "auto" | "kdtree" | "brute" | "torch"; device : "cpu" | "cuda" (see ksg_mi).
 
     Returns
     -------
@@ -348,10 +368,10 @@ def ksg_mixed_mi(x, labels, k: int = 3, *, norm: str = "euclidean", standardize:
     Raises
     ------
     EstimatorInputError: wrong shapes or lengths, NaN/inf, n <= k, no class with two
-        samples, bad k, norm or neighbours.
+        samples, bad k, norm, neighbours or device.
     """
     fn = "ksg_mixed_mi"
-    norm, neighbours = _check_search(norm, neighbours, fn)
+    norm, neighbours, dev = _check_search(norm, neighbours, fn, device)
     xa = _as_2d(x, "x", fn)
     codes = _labels(labels, xa.shape[0], fn)
     k = _check_k(k, xa.shape[0], fn)
@@ -363,7 +383,7 @@ def ksg_mixed_mi(x, labels, k: int = 3, *, norm: str = "euclidean", standardize:
     codes = np.unique(codes[keep], return_inverse=True)[1].reshape(-1)
     if standardize:
         xa = _standardize(xa)
-    return float(np.mean(_mixed_terms(knn.prepare([xa], norm), codes, k, neighbours)))
+    return float(np.mean(_mixed_terms(knn.prepare([xa], norm), codes, k, neighbours, device=dev)))
 
 
 def _log_unit_ball(d: int, norm: str) -> float:
@@ -372,27 +392,27 @@ def _log_unit_ball(d: int, norm: str) -> float:
     return d * math.log(2.0) if norm == "max" else 0.5 * d * math.log(math.pi) - float(gammaln(0.5 * d + 1.0))
 
 
-def ksg_entropy(x, k: int = 3, *, norm: str = "max", neighbours: str = "auto") -> float:
+def ksg_entropy(x, k: int = 3, *, norm: str = "max", neighbours: str = "auto", device: str = "cpu") -> float:
     """Differential entropy H(X) in nats, Kozachenko-Leonenko (Kraskov et al. 2004, eq. 20).
 
     H = psi(N) - psi(k) + ln V_d + d <ln r_i>, r_i the distance to the k-th neighbour, V_d the
     volume of the unit ball (2^d for the max-norm, pi^(d/2) / Gamma(d/2 + 1) Euclidean).
     x : (n, d) or (n,), real, finite; norm : "max" (default) | "euclidean". Not standardized
-    (an entropy depends on the units).
+    (an entropy depends on the units). neighbours, device: as in ksg_mi.
 
     Raises
     ------
     EstimatorInputError: wrong shape, NaN/inf, n <= k, bad k, norm or neighbours, or
         duplicate points that make some r_i = 0 (data with atoms has differential entropy
-        -inf: add noise).
+        -inf: add noise); bad device.
     """
     fn = "ksg_entropy"
-    norm, neighbours = _check_search(norm, neighbours, fn)
+    norm, neighbours, dev = _check_search(norm, neighbours, fn, device)
     xa = _as_2d(x, "x", fn)
     n, d = xa.shape
     k = _check_k(k, n, fn)
     p = knn.prepare([xa], norm)
-    r = knn.kth(p, k, neighbours=neighbours)
+    r = knn.kth(p, k, neighbours=neighbours, device=dev)
     zero = int(np.count_nonzero(r <= 0))
     if zero:
         raise EstimatorInputError(
@@ -483,23 +503,25 @@ def _noise_vars(noise_vars, fn: str) -> list[float]:
 _REFERENCE_CACHE: dict = {}
 
 
-def _kl_entropy(p: knn.Prepared, d: int, k: int, neighbours: str) -> float:
+def _kl_entropy(p: knn.Prepared, d: int, k: int, neighbours: str, device=None) -> float:
     """Kozachenko-Leonenko H in nats of d-dimensional continuous points (no repeated points)."""
-    r = knn.kth(p, k, neighbours=neighbours)
+    r = knn.kth(p, k, neighbours=neighbours, device=device)
     log_r = 0.5 * np.log(r) if p.squared else np.log(r)  # Euclidean distances come squared
     norm = "euclidean" if p.squared else "max"
     return float(digamma(p.n) - digamma(k) + _log_unit_ball(d, norm) + d * np.mean(log_r))
 
 
-def _reference_entropy(n: int, d: int, k: int, norm: str, seed: np.random.SeedSequence, neighbours: str) -> float:
+def _reference_entropy(n: int, d: int, k: int, norm: str, seed: np.random.SeedSequence, neighbours: str,
+                       device=None) -> float:
     """The KL estimate of h(Z) on the n standard-normal draws that `_noisy_points` makes from
     `seed` (the same numbers), memoised per process: it depends on (n, d, k, norm, seed) only,
-    so every layer of that width reuses it, at every record."""
+    so every layer of that width reuses it, at every record (every path gives the same number)."""
     key = (n, d, k, norm, repr(seed.entropy), tuple(seed.spawn_key))
     value = _REFERENCE_CACHE.get(key)
     if value is None:
         z = np.random.default_rng(seed).standard_normal((n, d))
-        value = _kl_entropy(knn.Prepared(z, np.array([d], dtype=np.int64), norm == "euclidean"), d, k, neighbours)
+        value = _kl_entropy(knn.Prepared(z, np.array([d], dtype=np.int64), norm == "euclidean"), d, k, neighbours,
+                            device)
         if len(_REFERENCE_CACHE) >= 512:
             _REFERENCE_CACHE.clear()
         _REFERENCE_CACHE[key] = value
@@ -516,7 +538,7 @@ def _noisy_points(t_cols: np.ndarray, draws: int, s2: float, seed: np.random.See
     return knn.Prepared(v, np.array([d], dtype=np.int64), norm == "euclidean")
 
 
-def _plane_ty(p: knn.Prepared, y_rep: np.ndarray, k: int, neighbours: str) -> float:
+def _plane_ty(p: knn.Prepared, y_rep: np.ndarray, k: int, neighbours: str, device=None) -> float:
     """Ross's estimate of I(T+Z; Y) on the noisy points (continuous: no atoms); a class with a
     single point is left out, as ksg_mixed_mi does."""
     sizes = np.bincount(y_rep)
@@ -527,7 +549,7 @@ def _plane_ty(p: knn.Prepared, y_rep: np.ndarray, k: int, neighbours: str) -> fl
     if p.n <= k:
         raise EstimatorInputError("ksg_information_plane: I(T;Y) needs more than k noisy points in classes of at least 2; "
                                   "use more draws")
-    return float(np.mean(_mixed_terms(p, y_rep, k, neighbours, atoms=False)))
+    return float(np.mean(_mixed_terms(p, y_rep, k, neighbours, atoms=False, device=device)))
 
 
 def _summary(values: list[float]) -> tuple[float, float | None, float | None]:
@@ -546,7 +568,7 @@ def _null(values: list[float]) -> tuple[float | None, float | None]:
 
 def ksg_information_plane(t, labels, noise_vars=(0.1,), *, k: int = 3, draws: int | None = None, repeats: int = 5,
                           baseline: int = 0, seed: int = 0, norm: str = "max",
-                          neighbours: str = "auto") -> list[KSGPlanePoint]:
+                          neighbours: str = "auto", device: str = "cpu") -> list[KSGPlanePoint]:
     """I(X; T+Z) and I(T+Z; Y) of one layer on the probe set, in nats, one point per noise variance.
 
     X is the probe index (uniform on N inputs), Z ~ N(0, s2 I) (module notes, "The
@@ -569,7 +591,10 @@ def ksg_information_plane(t, labels, noise_vars=(0.1,), *, k: int = 3, draws: in
     baseline : int >= 0, B sets of null data.
     seed : int >= 0, seeds every draw (the same draws serve every s2 and, for the entropy of
         the draws alone, every layer of the same width).
-    norm : "max" (default) | "euclidean"; neighbours : "auto" | "kdtree" | "brute".
+    norm : "max" (default) | "euclidean"; neighbours : "auto" | "kdtree" | "brute" | "torch".
+    device : "cpu" (default) | "cuda": a GPU runs every neighbour search by brute force in torch
+        there (float64; the same distances and counts, so the same numbers; the draws stay
+        NumPy's on the CPU).
 
     Returns
     -------
@@ -580,10 +605,10 @@ def ksg_information_plane(t, labels, noise_vars=(0.1,), *, k: int = 3, draws: in
     Raises
     ------
     EstimatorInputError: t not (N, d) finite, labels of another length, bad noise variances,
-        k, draws, repeats, baseline, seed, norm or neighbours.
+        k, draws, repeats, baseline, seed, norm, neighbours or device.
     """
     fn = "ksg_information_plane"
-    norm, neighbours = _check_search(norm, neighbours, fn)
+    norm, neighbours, dev = _check_search(norm, neighbours, fn, device)
     ta = _as_2d(t, "t", fn)
     n, d = ta.shape
     codes = _labels(labels, n, fn)
@@ -617,11 +642,11 @@ def ksg_information_plane(t, labels, noise_vars=(0.1,), *, k: int = 3, draws: in
     for r in range(repeats):
         # h(Z) on the very draws Z that make T+Z (common random numbers: the two estimates'
         # errors largely cancel, and a constant layer gives 0 exactly); KL(s Z) = KL(Z) + d ln s
-        h_ref = _reference_entropy(nm, d, k, norm, seeds[r], neighbours)
+        h_ref = _reference_entropy(nm, d, k, norm, seeds[r], neighbours, dev)
         for s2 in nv:
             p = _noisy_points(t_cols, draws, s2, seeds[r], norm)
-            xt[s2].append(_kl_entropy(p, d, k, neighbours) - h_ref - 0.5 * d * math.log(s2))
-            ty[s2].append(_plane_ty(p, y_rep, k_y, neighbours))
+            xt[s2].append(_kl_entropy(p, d, k, neighbours, dev) - h_ref - 0.5 * d * math.log(s2))
+            ty[s2].append(_plane_ty(p, y_rep, k_y, neighbours, dev))
 
     ty_null = {s2: [] for s2 in nv}
     for b in range(baseline):
@@ -631,7 +656,7 @@ def ksg_information_plane(t, labels, noise_vars=(0.1,), *, k: int = 3, draws: in
         shuffled = np.random.default_rng(perm_seed).permutation(y_rep)
         for s2 in nv:
             p = _noisy_points(t_cols, draws, s2, noise_seed, norm)
-            ty_null[s2].append(_plane_ty(p, shuffled, k_y, neighbours))
+            ty_null[s2].append(_plane_ty(p, shuffled, k_y, neighbours, dev))
 
     out = []
     for s2 in nv:
@@ -677,25 +702,27 @@ class KSGEstimator(Estimator):
               "sets of null data (truth 0) for the bias baseline columns; 0: none", low=0),
     )
     columns = SE_COLUMNS + SD_COLUMNS + BASELINE_COLUMNS + (FLAG_COLUMN,)
+    uses_device = True
 
     def points(self, t, labels, *, x=None, params, context=None, seed=0, device="cpu"):
         pts = ksg_information_plane(t, labels, params["noise_var"], k=params["k"], draws=params["ksg_draws"],
-                                    repeats=params["repeats"], baseline=params["ksg_baseline"], seed=seed)
+                                    repeats=params["repeats"], baseline=params["ksg_baseline"], seed=seed,
+                                    device=device)
         return [PlanePoint(p.i_xt, p.i_ty, {key: v for key, v in p.columns().items() if v is not None},
                            {"noise_var": p.noise_var}) for p in pts]
 
     def mutual_information(self, x, y, y_discrete: bool, *, k: int = 3, norm: str = "euclidean",
-                           standardize: bool = True, neighbours: str = "auto") -> float:
+                           standardize: bool = True, neighbours: str = "auto", device: str = "cpu") -> float:
         """KSG algorithm 1 (Kraskov et al. 2004, eq. 8) for a continuous y, Ross (2014, eq. 2) for
         labels; nats. Each column standardised first unless standardize=False; the Euclidean
         norm within each variable unless norm="max"; atoms as in the `ksg` module notes."""
         xa = as_2d_float(x, "x")
-        kw = dict(k=k, norm=norm, standardize=standardize, neighbours=neighbours)
+        kw = dict(k=k, norm=norm, standardize=standardize, neighbours=neighbours, device=device)
         if y_discrete:
             return ksg_mixed_mi(xa, as_labels(y, "y"), **kw)
         return ksg_mi(xa, as_2d_float(y, "y"), **kw)
 
-    def entropy(self, x, *, k: int = 3, norm: str = "max", neighbours: str = "auto") -> float:
+    def entropy(self, x, *, k: int = 3, norm: str = "max", neighbours: str = "auto", device: str = "cpu") -> float:
         """Kozachenko-Leonenko differential entropy (Kraskov et al. 2004, eq. 20), nats; in x's own
         units (not standardised)."""
-        return ksg_entropy(as_2d_float(x, "x"), k=k, norm=norm, neighbours=neighbours)
+        return ksg_entropy(as_2d_float(x, "x"), k=k, norm=norm, neighbours=neighbours, device=device)

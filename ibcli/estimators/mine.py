@@ -62,16 +62,27 @@ information detected", consistent with 0; a value far below 0 means the training
 
 Seeded: the same inputs, seed and device give the same number (CPU is deterministic).
 On CPU the runs use one torch thread (restored afterwards): the networks are small.
+
+On a GPU (`device="cuda"`) the plane's training runs the same torch code, with TF32 off
+(`_device.ieee_float32`); its draws still come from the CPU generator (the same numbers on
+every device), drawn `_DRAW_CHUNK` steps at a time by a second thread while the device
+trains, and the moving average of E[e^T] stays on the device (no wait for the GPU at every
+step). A GPU's float32 products round differently from the CPU's, and training amplifies
+such differences: the numbers agree to the training's own spread, not to float rounding
+(tests/test_gpu_estimators.py says what is checked).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._device import ieee_float32
 from ._validation import as_2d_float, as_labels
 from .errors import EstimatorInputError
 from .interface import BASELINE_COLUMNS, FLAG_COLUMN, NOISE_VAR, SD_COLUMNS, SE_COLUMNS, Estimator, Param, PlanePoint
@@ -102,6 +113,8 @@ _MONITOR_PERMUTATIONS = 4
 # _MONITOR_DRAWS of them.
 _MIN_EVAL_DRAWS = 4096
 _MONITOR_DRAWS = 2048
+# The plane's training draws are made this many steps at a time, ahead of the training.
+_DRAW_CHUNK = 32
 
 
 # ------------------------------------------------------------------------------ shared pieces
@@ -183,18 +196,26 @@ def _mlp(d_in: int, hidden: int, d_out: int):
 
 
 class _Ema:
-    """The moving average of E[e^T] (in logs) behind the bias-corrected DV gradient."""
+    """The moving average of E[e^T] (in logs) behind the bias-corrected DV gradient.
 
-    def __init__(self, decay: float):
+    on_device: keep it as a float64 tensor beside lme (no host sync per step; a GPU's path),
+    else as a Python float (the CPU's numbers). The two differ by float64 rounding only."""
+
+    def __init__(self, decay: float, on_device: bool = False):
         self.log = None
         self.keep = math.log1p(-decay) if decay < 1 else -math.inf
         self.new = math.log(decay)
+        self.on_device = on_device
 
     def loss(self, t_joint_mean, lme):
         """-(E_P[T] - e^(lme - log EMA)): its gradient is the bias-corrected DV gradient
         (d E[e^T] / dtheta divided by the moving average); lme = ln mean e^T of the batch."""
         import torch
 
+        if self.on_device:
+            now = lme.detach().double()
+            self.log = now if self.log is None else torch.logaddexp(self.keep + self.log, self.new + now)
+            return -(t_joint_mean - torch.exp(lme - self.log.to(lme.dtype)))
         now = float(lme.detach())
         self.log = now if self.log is None else float(np.logaddexp(self.keep + self.log, self.new + now))
         return -(t_joint_mean - torch.exp(lme - self.log))
@@ -336,7 +357,7 @@ def mine_mi_with_info(
         )
     n_hold = _check_params(xa.shape[0], hidden, lr, steps, batch_size, ema_decay, holdout_fraction, transform)
     dev = _torch_device("mine_mi", device)
-    with _OneThreadOnCpu(dev):
+    with _OneThreadOnCpu(dev), (ieee_float32() if dev.type == "cuda" else nullcontext()):
         return _run(marginal_transform(xa, transform), marginal_transform(ya, transform), n_hold, hidden, lr,
                     steps, batch_size, ema_decay, seed, dev, curve_every, train_estimate, transform)
 
@@ -554,14 +575,16 @@ class _Separable:
 
 
 def _plane_run(kind: str, tx, tc, codes, s2: float, inv_v, log_py, *, independent: bool, hidden, lr, steps,
-               batch_size, ema_decay, eval_draws, seed: int, dev) -> tuple[float, bool]:
+               batch_size, ema_decay, eval_draws, seed: int, dev, ema_on_device: bool | None = None
+               ) -> tuple[float, bool]:
     """One training run of the plane's I(X; T+Z) (kind "xt") or I(T+Z; Y) ("ty"), one noise
     variance; returns (held-out DV bound in nats, settled).
 
     tx: (N, d) the critic's view of X (t standardised); tc: (N, d) t centred (noise is added
     in T's units, v = (tc + sqrt(s2) z) * inv_v); codes: (N,) labels 0..K-1; log_py: (K,).
     independent: pair X (or Y) with the noisy activation of an independently drawn input
-    (truth 0: the bias baseline)."""
+    (truth 0: the bias baseline). ema_on_device: `_Ema`'s mode (default: on any device but
+    the CPU)."""
     import torch
 
     n, d = tc.shape
@@ -583,13 +606,37 @@ def _plane_run(kind: str, tx, tc, codes, s2: float, inv_v, log_py, *, independen
     log_n = math.log(n)
     cap_y = -log_py.float()
 
-    def draw(m: int, i=None):
-        """m joint draws: the input index of X (or Y) (uniform, or `i`) and its noisy activation v."""
+    def cpu_draws(m: int, i=None):
+        """m joint draws from the CPU generator: the input index of X (or Y) (uniform, or `i`),
+        the index of the input whose activation is observed, the standard-normal noise."""
         i = torch.randint(0, n, (m,), generator=gen) if i is None else i
         j = torch.randint(0, n, (m,), generator=gen) if independent else i
-        z = torch.randn((m, d), generator=gen)
+        return i, j, torch.randn((m, d), generator=gen)
+
+    def noisy(i, j, z):
+        """(i, v) on the device: v = the noisy, scaled activation of input j."""
         i, j = i.to(dev), j.to(dev)
         return i, (tc[j] + sd * z.to(dev)) * inv_v
+
+    def draw(m: int, i=None):
+        return noisy(*cpu_draws(m, i))
+
+    def training_draws():
+        """The b-draws of every step, in the order the generator makes them, drawn (and sent
+        to the device) `_DRAW_CHUNK` steps at a time by another thread, one chunk ahead."""
+        def chunk(c: int):
+            parts = [cpu_draws(b) for _ in range(c)]
+            return tuple(torch.stack(col).to(dev) for col in zip(*parts))
+
+        sizes = [min(_DRAW_CHUNK, steps - s0) for s0 in range(0, steps, _DRAW_CHUNK)]
+        with ThreadPoolExecutor(1) as pool:
+            ahead = pool.submit(chunk, sizes[0])
+            for k, c in enumerate(sizes):
+                ii, jj, zz = ahead.result()
+                if k + 1 < len(sizes):
+                    ahead = pool.submit(chunk, sizes[k + 1])
+                for q in range(c):
+                    yield noisy(ii[q], jj[q], zz[q])
 
     # held-out draws, fresh noise, every input equally often (stratified: exactly uniform X);
     # the first `monitor` of them (a random order) serve the settle checkpoints
@@ -616,13 +663,12 @@ def _plane_run(kind: str, tx, tc, codes, s2: float, inv_v, log_py, *, independen
             return float(joint.mean() - (torch.logsumexp(lse, dim=0) - math.log(lse.shape[0])))
 
     opt = torch.optim.Adam(params, lr=lr)
-    ema = _Ema(ema_decay)
+    ema = _Ema(ema_decay, on_device=dev.type != "cpu" if ema_on_device is None else ema_on_device)
     checkpoints = _checkpoint_steps(steps)
     off_diag = ~torch.eye(b, dtype=torch.bool, device=dev)
     log_pairs = math.log(b * (b - 1))
     heldout = []
-    for step in range(1, steps + 1):
-        i, v = draw(b)
+    for step, (i, v) in enumerate(training_draws(), start=1):
         if kind == "xt":
             scores = _cap(critic.g(tx[i]) @ critic.h(v).T, log_n)  # (b, b): row = x, column = v
             t_joint = scores.diagonal()
@@ -739,7 +785,7 @@ def mine_information_plane(
         return int(np.random.SeedSequence((int(seed), role, rep)).generate_state(1)[0])
 
     out = []
-    with _OneThreadOnCpu(dev):
+    with _OneThreadOnCpu(dev), (ieee_float32() if dev.type == "cuda" else nullcontext()):
         for s2 in nv:
             start = time.perf_counter()
             inv_v = torch.from_numpy((1.0 / np.sqrt(var + s2)).astype(np.float32)).to(dev)

@@ -48,8 +48,10 @@ product (||t_i||^2 + ||t_j||^2 - 2 t_i.t_j, clamped at 0, exact 0 at j = i) and 
 second one are shared by every noise variance, whose exponents (3) then cost O(N) per draw.
 The noise e is drawn on the CPU by NumPy (`np.random.default_rng(seed)`) in the classes'
 order, one draw block after the other, so a seed gives the same numbers on every device and
-for every chunk size and worker count. On the CPU the blocks are shared out to worker
-threads with single-threaded kernels (as in `kde`). Memory: about 4 * chunk_size * N float64
+for every chunk size and worker count; only the first M/2 draws of a block travel to the
+device, their antithetic twins are negated there. On the CPU the blocks are shared out to worker
+threads with single-threaded kernels (as in `kde`); on a GPU one thread draws the next block's
+noise while the device computes the current one. Memory: about 4 * chunk_size * N float64
 per worker (the exponents of one block of draws against all N samples) + 8 N d bytes for t;
 never N x N.
 """
@@ -64,6 +66,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from ._device import torch_device as _torch_device
 from ._validation import as_2d_float, as_labels, check_same_length
 from .errors import EstimatorInputError
 from .interface import NOISE_VAR, SE_COLUMNS, Estimator, Param, PlanePoint
@@ -125,20 +128,6 @@ def _positive_int(value, name: str, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise EstimatorInputError(f"{name} must be an integer >= {low}; got {value!r}")
     return int(value)
-
-
-def _torch_device(device):
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise EstimatorInputError(f"device must be a torch device such as 'cpu' or 'cuda'; got {device!r}") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise EstimatorInputError(f"device must be 'cpu' or 'cuda' (float64 kernels); got {device!r}")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise EstimatorInputError(f"device {device!r} asked for, but CUDA is not available here; use 'cpu'")
-    return dev
 
 
 # --------------------------------------------------------------------------- kernel
@@ -217,15 +206,17 @@ def _blocks(n: int, m: int, chunk_size: int) -> Iterator[tuple[int, int]]:
 
 
 def _run(t: np.ndarray, codes: np.ndarray, noise_vars: list[float], m: int,
-         draw: Callable[[np.ndarray], np.ndarray], chunk_size: int, device, workers: int
-         ) -> tuple[np.ndarray, np.ndarray]:
-    """All terms (S, N, M) in the ORIGINAL row order; draw(original rows) -> (B, M, d) noise.
+         draw: Callable[[np.ndarray], np.ndarray], chunk_size: int, device, workers: int,
+         antithetic: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """All terms (S, N, M) in the ORIGINAL row order; draw(original rows) -> (B, M, d) noise, or
+    with `antithetic` (B, M/2, d), whose negatives are draws M/2..M-1 (made on the device).
 
     On the CPU, `workers` threads take the blocks in turn, each with single-threaded kernels
     (torch's own threads wait on each other at every operation, which stalls badly when
     other processes share the cores; one kernel thread also makes the sums independent of
     the worker count). Blocks and their draws are handed out in order under a lock, so the
-    k-th block always gets the k-th draws.
+    k-th block always gets the k-th draws. On a GPU (and with one CPU worker) the blocks are
+    computed in turn while another thread draws the next block's noise.
     """
     import torch
 
@@ -247,20 +238,34 @@ def _run(t: np.ndarray, codes: np.ndarray, noise_vars: list[float], m: int,
             rows = mix.order[r0:r1]
             return r0, r1, rows, np.ascontiguousarray(draw(rows), dtype=np.float64)
 
+    def compute(job) -> None:
+        r0, r1, rows, e = job
+        e = torch.from_numpy(e).to(dev)
+        if antithetic:
+            e = torch.cat([e, -e], dim=1)  # draw m + M/2 is the antithetic twin of draw m
+        bx, by = _block_terms(mix, r0, r1, e, noise_vars)
+        xt[:, rows], ty[:, rows] = bx, by  # each block owns its rows
+
     def work() -> None:
         with torch.no_grad():
             while (job := next_job()) is not None:
-                r0, r1, rows, e = job
-                bx, by = _block_terms(mix, r0, r1, torch.from_numpy(e).to(dev), noise_vars)
-                xt[:, rows], ty[:, rows] = bx, by  # each block owns its rows
+                compute(job)
+
+    def pipelined() -> None:
+        """One thread: NumPy draws the next block (without the GIL) while this one computes."""
+        with torch.no_grad(), ThreadPoolExecutor(1) as pool:
+            ahead = pool.submit(next_job)
+            while (job := ahead.result()) is not None:
+                ahead = pool.submit(next_job)
+                compute(job)
 
     if dev.type != "cpu":
-        work()
+        pipelined()
         return xt, ty
     n_workers = max(1, min(workers, -(-n // max(1, chunk_size // m))))
     with _single_threaded_kernels():
         if n_workers == 1:
-            work()
+            pipelined()
         else:
             with ThreadPoolExecutor(n_workers) as pool:
                 for f in [pool.submit(work) for _ in range(n_workers)]:
@@ -381,11 +386,11 @@ def sp_information_plane(t, labels, noise_vars=(0.1,), *, noise_samples: int = D
     half = m // 2
 
     def draw(rows: np.ndarray) -> np.ndarray:
-        # The blocks come in sorted-row order, so the k-th block always gets the same numbers.
-        e = rng.standard_normal((len(rows), half, d))
-        return np.concatenate([e, -e], axis=1)  # draw m + M/2 is the antithetic twin of draw m
+        # The blocks come in sorted-row order, so the k-th block always gets the same numbers;
+        # `_run` appends their antithetic twins -e.
+        return rng.standard_normal((len(rows), half, d))
 
-    xt, ty = _run(arr, codes, nv, m, draw, cs, device, nw)
+    xt, ty = _run(arr, codes, nv, m, draw, cs, device, nw, antithetic=True)
     out = []
     for k, s2 in enumerate(nv):
         (ix, sx, dx), (iy, sy, dy) = _stratified(xt[k]), _stratified(ty[k])

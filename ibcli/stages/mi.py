@@ -76,7 +76,8 @@ def run_mi(run_id: str, method: str, params: dict, *, layers=(), epochs=(), seed
     """
     estimator = registry.get(method)
     params = estimator.check_params(params)
-    device = resolve_device(device) if estimator.uses_device else "cpu"
+    device = resolve_device(device)  # "cuda" without a GPU: the one-line error, for every method
+    device = device if estimator.uses_device else "cpu"
     store = Store(tracking_uri, must_exist=True)
     found = store.find_run(run_id)
     bars = bars or ("off" if quiet else "on")
