@@ -215,6 +215,95 @@ def whole_command(args, work: Path) -> tuple[float, dict]:
     return wall, json.loads(p.stdout.strip().splitlines()[-1])
 
 
+# --------------------------------------------------------------------------- estimators on the device
+#: The issue's targets on the GPU for the 20-epoch MLP run: seconds of estimation for all points
+#: (kde, sp), speed-up over the CPU (kraskov), seconds per single estimate (mine, one seed).
+ESTIMATOR_TARGETS = {"kde": 3.0, "sp": 10.0, "kraskov": 10.0, "mine": 1.0}
+
+
+def estimate(method: str, layers: dict, labels, device: str, **given) -> tuple[float, dict]:
+    """Seconds to run `method`'s `ibcli mi` adapter on every (record, layer) of `layers` (arrays
+    already in memory), and {(record, layer): PlanePoint}. given: parameters beyond the
+    defaults; noise_var is 0.1 (the CLI's default)."""
+    from ibcli.estimators import registry
+
+    est = registry.get(method)
+    params = est.check_params({"noise_var": (0.1,), **given})
+    out = {}
+    start = time.perf_counter()
+    for (step, name), t in layers.items():
+        out[(step, name)] = est.points(t, labels, x=None, params=params, seed=step, device=device)[0]
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, out
+
+
+def largest_difference(a: dict, b: dict) -> tuple[float, float]:
+    """(largest |delta| in bits, largest relative difference) over I(X;T) and I(T;Y) of the same points."""
+    import math
+
+    bits, rel = 0.0, 0.0
+    for key, pa in a.items():
+        pb = b[key]
+        for va, vb in ((pa.i_xt_nats, pb.i_xt_nats), (pa.i_ty_nats, pb.i_ty_nats)):
+            bits = max(bits, abs(va - vb) / math.log(2))
+            rel = max(rel, abs(va - vb) / max(abs(va), 1e-300))
+    return bits, rel
+
+
+def bench_estimators(trainer, device: str) -> None:
+    """kde, sp, kraskov and mine on the MLP run's records (issue 14): the device's time for the
+    issue's load (all records for kde and sp, the last record for kraskov's speed-up, one point
+    for mine), the same points on the CPU beside it with their largest difference, then the
+    growth lines on layer2. Reading the Parquet files is timed apart."""
+    from growth import growth_lines, warm_up
+
+    from ibcli import activations as act
+
+    manifest = act.load_manifest(trainer.artifacts)
+    _, labels, _ = act.load_probe(trainer.artifacts)
+    names = [layer["name"] for layer in manifest.layers]
+    start = time.perf_counter()
+    every = {(r["step"], name): act.load_layer(trainer.artifacts, r, name) for r in manifest.records for name in names}
+    note(f"estimators: {len(every)} points ({len(manifest.records)} records x {len(names)} layers, N={len(labels)}) "
+         f"read from Parquet in {time.perf_counter() - start:.2f} s (not counted below); "
+         f"warm-up {warm_up(device):.1f} s on {device}, {warm_up('cpu'):.1f} s on the CPU")
+    last_step = manifest.records[-1]["step"]
+    last = {k: v for k, v in every.items() if k[0] == last_step}
+    one = {(last_step, "layer2"): every[(last_step, "layer2")]}
+    for method, load, given, what in (
+            ("kde", every, {}, "float32 products as the layer is stored, float64 sums"),
+            ("sp", every, {}, "float64"),
+            ("kraskov", last, {}, "float64 distances, the same neighbour counts"),
+            ("mine", one, {"mine_seeds": 1}, "float32 training, one seed")):
+        dev_s, dev_points = estimate(method, load, labels, device, **given)
+        cpu_load = load if method in ("kraskov", "mine") else one
+        cpu_s, cpu_points = estimate(method, cpu_load, labels, "cpu", **given)
+        dev_on_cpu_load = {k: dev_points[k] for k in cpu_load}
+        bits, rel = largest_difference(cpu_points, dev_on_cpu_load)
+        note(f"{method} on {device}: {dev_s:.2f} s for {len(load)} points ({dev_s / len(load):.3f} s each); on the CPU "
+             f"({os.cpu_count()} cores) {cpu_s:.2f} s for {len(cpu_load)}; largest difference {bits:.2e} bits "
+             f"({rel:.1e} relative; {what})")
+        if method in ("kde", "sp"):
+            report(f"ibcli mi --method {method} --device {device}, estimation for all {len(load)} points",
+                   f"{dev_s:.2f} s", f"<= {ESTIMATOR_TARGETS[method]:g} s", dev_s <= ESTIMATOR_TARGETS[method])
+        elif method == "kraskov":
+            speedup = cpu_s / dev_s
+            report(f"kraskov {device} speed-up over the CPU on the last record ({len(load)} layers)",
+                   f"{speedup:.1f}x ({cpu_s:.2f} / {dev_s:.2f} s)", f">= {ESTIMATOR_TARGETS[method]:g}x",
+                   speedup >= ESTIMATOR_TARGETS[method])
+        else:
+            report(f"mine on {device}, one estimate at the CLI's default steps", f"{dev_s:.2f} s",
+                   f"<= {ESTIMATOR_TARGETS[method]:g} s", dev_s <= ESTIMATOR_TARGETS[method])
+    t = every[(last_step, "layer2")]
+    if device == "cpu":  # checking the script: toy sizes, the CPU's light settings
+        growth_lines(t, labels, "layer2", device, note, sizes=(250, 500), light=True)
+    else:
+        growth_lines(t, labels, "layer2", device, note)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=os.environ.get("IBCLI_DATA_DIR", "../shared/data"),
@@ -226,6 +315,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="cpu: check the script at toy sizes (no targets)")
     p.add_argument("--train-fraction", type=float, default=None, help="debugging only: train on this share of MNIST")
     p.add_argument("--probe-size", type=int, default=None, help="debugging only: probe samples (default: the test set)")
+    p.add_argument("--no-estimators", action="store_true", help="skip the estimator lines (kde, sp, kraskov, mine on the device)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (its path is printed)")
     args = p.parse_args(argv)
 
@@ -277,6 +367,10 @@ def main(argv=None) -> int:
                "<= 0.35", median / plain_median <= 0.35)
         report("ibcli / CUDA-graph floor, s per epoch", f"{median / floor_median:.2f} ({median:.3f} / {floor_median:.3f} s)",
                "<= 2.3", median / floor_median <= 2.3)
+
+        # ---- the estimators on the MLP run's records (issue 14)
+        if not args.no_estimators:
+            bench_estimators(mlp, args.device)
 
         # ---- gradient statistics: their update, replayed alone for an epoch's batches
         if mlp.grad_stats is not None:
