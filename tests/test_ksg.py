@@ -434,6 +434,34 @@ def test_high_dimension_uses_brute_and_matches_kdtree():
     assert ksg_mi(x, y, **kw) == ksg_mi(x, y, neighbours="kdtree", **kw) == ksg_mi(x, y, neighbours="brute", **kw)
 
 
+def test_every_fast_path_gives_scikit_learns_distances_and_counts():
+    """neighbours="sklearn" (scikit-learn's KDTree, Chebyshev metric) is the plain reference:
+    scipy's kd-tree, numba's brute force and the torch path give its k-th distances and its
+    "strictly closer than r" counts exactly, on points with many ties and copies, and so
+    the same KSG estimate."""
+    rng = np.random.default_rng(7)
+    x = np.maximum(np.round(rng.standard_normal((800, 3)) * 2) / 2, 0.0)  # ties, zero radii
+    y = np.round(x[:, :2] + 0.5 * rng.standard_normal((800, 2)), 1)
+    p = knn.prepare([x, y], "max")
+    for q in (p, p.block(0), p.block(1)):
+        ref = knn.kth(q, 3, neighbours="sklearn")
+        assert np.sum(ref == 0) > 50
+        for fast in ("kdtree", "brute", "torch"):
+            assert np.array_equal(knn.kth(q, 3, neighbours=fast), ref), fast
+        for r in (ref, np.nextafter(ref, np.inf), 0.5 * ref):
+            counts = knn.count(q, q.a, r, "sklearn")
+            for fast in ("kdtree", "brute", "torch"):
+                assert np.array_equal(knn.count(q, q.a, r, fast), counts), fast
+    z = rng.normal(size=(700, 4))
+    w = z[:, :2] + 0.5 * rng.normal(size=(700, 2))
+    ref = ksg_mi(z, w, norm="max", neighbours="sklearn")
+    assert ref > 0.5
+    for fast in ("auto", "kdtree", "brute", "torch"):
+        assert ksg_mi(z, w, norm="max", neighbours=fast) == ref, fast
+    with pytest.raises(EstimatorInputError, match="neighbours='sklearn' serves the max-norm"):
+        ksg_mi(z, w, norm="euclidean", neighbours="sklearn")
+
+
 def test_matches_infomeasure_ksg_type1():
     """Same data, infomeasure's KSG type I with its noise off, max-norm, nats."""
     im = pytest.importorskip("infomeasure")
@@ -480,7 +508,7 @@ def test_matches_the_benchmarks_ksg_definition():
         (lambda: ksg_mi(np.zeros(10), np.zeros(10), k=2.5), "k must be an integer"),
         (lambda: ksg_mi(np.zeros(10), np.zeros(10), neighbours="ball"), "neighbours must be"),
         (lambda: ksg_mi(np.zeros(10), np.zeros(10), norm="l1"), "norm must be one of euclidean, max"),
-        (lambda: ksg_mi(np.zeros(10), np.zeros(10), neighbours="kdtree"), "kd-tree serves the max-norm"),
+        (lambda: ksg_mi(np.zeros(10), np.zeros(10), neighbours="kdtree"), "neighbours=.kdtree. serves the max-norm"),
         (lambda: ksg_mi(np.zeros((10, 0)), np.zeros(10)), "at least one column"),
         (lambda: ksg_mi(np.array(["a"] * 10), np.zeros(10)), "real numbers"),
         (lambda: ksg_mixed_mi(np.zeros(10), np.zeros((10, 2))), "labels must be 1-d"),

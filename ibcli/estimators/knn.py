@@ -17,6 +17,9 @@ The two primitives
                           that is itself a row of p counts itself when r[i] > 0: callers subtract).
 
 `neighbours="kdtree"`: scipy's cKDTree with p=inf (max-norm only; fast in low dimension).
+`neighbours="sklearn"`: scikit-learn's `KDTree` (Chebyshev metric; max-norm
+only): the plain reference k-NN path beside the fast ones, slower, never chosen by "auto"; the
+tests hold every other path to its k-th distances and counts.
 `neighbours="brute"`: every pair. With numba (compiled on first use, then cached on disk):
 parallel kernels over tiles of query rows, O(n d) memory, that stop scanning a pair's
 coordinates as soon as the pair is known to be too far (exact pruning, no approximation).
@@ -49,7 +52,7 @@ import numpy as np
 __all__ = ["NEIGHBOURS", "NORMS", "Prepared", "prepare", "kth", "count", "triton_in_use", "TRITON", "KDTREE_MAX_DIM_KNN",
            "KDTREE_MAX_DIM_COUNT"]
 
-NEIGHBOURS = ("auto", "kdtree", "brute", "torch")
+NEIGHBOURS = ("auto", "kdtree", "brute", "torch", "sklearn")
 NORMS = ("euclidean", "max")
 # "auto": kd-tree for the k-th-neighbour search in up to this many coordinates, and for the
 # "strictly closer than r" counts in up to KDTREE_MAX_DIM_COUNT (the radii come from a joint
@@ -154,7 +157,7 @@ def prepare(blocks, norm: str) -> Prepared:
 
 
 def _use_kdtree(p: Prepared, neighbours: str, max_dim: int) -> bool:
-    if p.squared or neighbours == "torch":
+    if p.squared or neighbours in ("torch", "sklearn"):
         return False
     return neighbours == "kdtree" or (neighbours == "auto" and p.a.shape[1] <= max_dim)
 
@@ -182,6 +185,33 @@ def _count_kdtree(p: Prepared, q: np.ndarray, r: np.ndarray) -> np.ndarray:
         found = cKDTree(p.a).query_ball_point(q[pos], r=np.nextafter(r[pos], 0.0), p=np.inf,
                                               return_length=True, workers=-1)
         out[pos] = np.asarray(found, dtype=np.int64)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# scikit-learn (max-norm): the reference path
+# ---------------------------------------------------------------------------
+
+def _sklearn_tree(p: Prepared):
+    from sklearn.neighbors import KDTree
+
+    if p.squared:  # callers check first (EstimatorInputError); this guards direct use
+        raise ValueError("neighbours='sklearn' serves the max-norm only (the per-block Euclidean distance is not "
+                         "a scikit-learn metric)")
+    return KDTree(p.a, metric="chebyshev")
+
+
+def _kth_sklearn(p: Prepared, k: int, rows: np.ndarray) -> np.ndarray:
+    # k + 1 as for scipy's tree: the point itself (or a copy) comes back at distance 0.
+    dist, _ = _sklearn_tree(p).query(p.a[rows], k=k + 1)
+    return np.ascontiguousarray(dist[:, -1], dtype=np.float64)
+
+
+def _count_sklearn(p: Prepared, q: np.ndarray, r: np.ndarray) -> np.ndarray:
+    pos = r > 0
+    out = np.zeros(len(r), dtype=np.int64)
+    if np.any(pos):  # dist <= nextafter(r, 0)  <=>  dist < r
+        out[pos] = _sklearn_tree(p).query_radius(q[pos], r=np.nextafter(r[pos], 0.0), count_only=True)
     return out
 
 
@@ -449,6 +479,8 @@ def kth(p: Prepared, k: int, rows=None, neighbours: str = "auto", device="cpu") 
         return np.empty(0)
     if neighbours == "torch":
         return _kth_torch(p, k, rows, device)
+    if neighbours == "sklearn":
+        return _kth_sklearn(p, k, rows)
     if _use_kdtree(p, neighbours, KDTREE_MAX_DIM_KNN):
         return _kth_kdtree(p, k, rows)
     return _kth_brute(p, k, rows)
@@ -463,6 +495,8 @@ def count(p: Prepared, q: np.ndarray, r: np.ndarray, neighbours: str = "auto", d
         return np.zeros(len(r), dtype=np.int64)
     if neighbours == "torch":
         return _count_torch(p, q, r, device)
+    if neighbours == "sklearn":
+        return _count_sklearn(p, q, r)
     if _use_kdtree(p, neighbours, KDTREE_MAX_DIM_COUNT):
         return _count_kdtree(p, q, r)
     return _count_brute(p, q, r)

@@ -166,8 +166,9 @@ def _check_search(norm, neighbours, fn: str, device="cpu") -> tuple[str, str, ob
     torch path there; None is the CPU's own paths."""
     norm = _check_choice(norm, NORMS, "norm", fn)
     neighbours = _check_choice(neighbours, NEIGHBOURS, "neighbours", fn)
-    if neighbours == "kdtree" and norm != "max":
-        raise EstimatorInputError(f"{fn}: the kd-tree serves the max-norm only; use norm='max' or neighbours='auto'")
+    if neighbours in ("kdtree", "sklearn") and norm != "max":
+        raise EstimatorInputError(f"{fn}: neighbours={neighbours!r} serves the max-norm only; use norm='max' or "
+                                  "neighbours='auto'")
     try:
         dev = None if is_cpu(device) else torch_device(device)
     except EstimatorInputError as exc:
@@ -317,7 +318,7 @@ def ksg_mi(x, y, k: int = 3, *, norm: str = "euclidean", standardize: bool = Tru
         distance is the larger of the two (module notes).
     standardize : bool, default True: each column of x and y to mean 0, sd 1 first (a constant
         column is only shifted); False runs on the data as given, whose units then matter.
-    neighbours : "auto" | "kdtree" | "brute" | "torch" (module `knn`; the kd-tree serves the
+    neighbours : "auto" | "kdtree" | "brute" | "torch" | "sklearn" (module `knn`; kdtree and sklearn serve the
         max-norm only; "torch": brute force in torch on `device`).
     device : "cpu" (default) | "cuda" ("cuda:k"): a GPU runs the torch path there (float64,
         the same distances and counts, so the same estimate).
@@ -358,7 +359,7 @@ def ksg_mixed_mi(x, labels, k: int = 3, *, norm: str = "euclidean", standardize:
         dropped (N then counts the samples that remain).
     norm : "euclidean" (default) | "max", the distance within x.
     standardize : bool, default True: standardize every column of x first (see ksg_mi).
-    neighbours : "auto" | "kdtree" | "brute" | "torch"; device : "cpu" | "cuda" (see ksg_mi).
+    neighbours : "auto" | "kdtree" | "brute" | "torch" | "sklearn"; device : "cpu" | "cuda" (see ksg_mi).
 
     Returns
     -------
@@ -591,7 +592,7 @@ def ksg_information_plane(t, labels, noise_vars=(0.1,), *, k: int = 3, draws: in
     baseline : int >= 0, B sets of null data.
     seed : int >= 0, seeds every draw (the same draws serve every s2 and, for the entropy of
         the draws alone, every layer of the same width).
-    norm : "max" (default) | "euclidean"; neighbours : "auto" | "kdtree" | "brute" | "torch".
+    norm : "max" (default) | "euclidean"; neighbours : "auto" | "kdtree" | "brute" | "torch" | "sklearn".
     device : "cpu" (default) | "cuda": a GPU runs every neighbour search by brute force in torch
         there (float64; the same distances and counts, so the same numbers; the draws stay
         NumPy's on the CPU).
