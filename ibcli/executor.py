@@ -20,6 +20,8 @@ from typing import Callable, Iterator, Sequence
 
 from ibcli.errors import UserError
 
+# torch, threadpoolctl and distributed are imported where used: `ibcli mi` without --jobs never loads Dask.
+
 #: Dask retries of a task that raised (a worker lost mid-task is rescheduled by Dask itself).
 RETRIES = 2
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -174,7 +176,7 @@ def open_executor(jobs: int | None = None, scheduler: str | None = None, threads
             yield Executor(description="serial" + (f", {threads} threads" if threads else ""))
         return
     try:
-        import distributed
+        import distributed  # optional (ibcli[dask]), and dask_worker imports this module
 
         from ibcli.dask_worker import PinWorker
     except ImportError:

@@ -26,6 +26,7 @@ from ibcli.estimators import registry
 from ibcli.estimators.errors import EstimatorInputError
 from ibcli.estimators.interface import Estimator
 from ibcli.estimators.units import nats_to_bits
+from ibcli.executor import Executor
 
 MI_FILE = "mi.parquet"
 #: The columns every mi table has, before the estimators' own (README: "mi.parquet").
@@ -215,8 +216,6 @@ def compute_mi_table(artifacts, manifest: act.Manifest, estimator: Estimator, pa
         UserError: NaN/inf or otherwise unusable activations (naming epoch and layer).
         TaskFailed: a task failed on every try on the cluster (naming epoch and layer).
     """
-    from ibcli.executor import Executor
-
     executor = executor or Executor()
     plan, tasks = plan_mi(artifacts, manifest, estimator, params, selection, seed)
     bar = progress.add_task(f"mi {estimator.name}", total=len(tasks), info=executor.description) if progress else None

@@ -10,6 +10,9 @@ from contextlib import contextmanager
 
 from .errors import EstimatorInputError
 
+# torch is imported inside the functions that use it (deferred on purpose): the registry loads
+# this module for `ibcli --help` and the CLI's options, which start without torch.
+
 __all__ = ["torch_device", "is_cpu", "ieee_float32"]
 
 

@@ -62,6 +62,9 @@ from ._validation import as_2d_float, as_labels, check_same_length
 from .errors import EstimatorInputError
 from .interface import NOISE_VAR, Column, Estimator, PlanePoint
 
+# torch is imported inside the functions that use it (deferred on purpose): the registry loads
+# this module for `ibcli --help` and the CLI's options, which start without torch.
+
 __all__ = [
     "KDEEntropyBounds",
     "KDEPlaneResult",

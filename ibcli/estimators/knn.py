@@ -49,6 +49,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# torch is imported inside the functions that use it (deferred on purpose): the registry loads
+# this module for `ibcli --help` and the CLI's options, which start without torch.
+
 __all__ = ["NEIGHBOURS", "NORMS", "Prepared", "prepare", "kth", "count", "triton_in_use", "TRITON", "KDTREE_MAX_DIM_KNN",
            "KDTREE_MAX_DIM_COUNT"]
 
@@ -356,7 +359,7 @@ def _triton_kernel(device):
         return None
     if "module" not in _TRITON_STATE:
         try:
-            from . import _knn_triton
+            from . import _knn_triton  # imports Triton: only when a CUDA device asks
 
             _TRITON_STATE["module"] = _knn_triton
         except Exception as exc:  # no Triton, or one that cannot load here

@@ -83,9 +83,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._device import ieee_float32
-from ._validation import as_2d_float, as_labels
+from ._validation import as_2d_float, as_labels, check_same_length
 from .errors import EstimatorInputError
 from .interface import BASELINE_COLUMNS, FLAG_COLUMN, NOISE_VAR, SD_COLUMNS, SE_COLUMNS, Estimator, Param, PlanePoint
+
+# torch is imported inside the functions that use it (deferred on purpose): the registry loads
+# this module for `ibcli --help` and the CLI's options, which start without torch.
 
 __all__ = [
     "mine_mi", "mine_mi_with_info", "MineResult", "DEFAULTS", "TRANSFORMS", "marginal_transform",
@@ -760,8 +763,6 @@ def mine_information_plane(
         2 probe samples, bad noise variances or parameters, unavailable device.
     """
     import torch
-
-    from ._validation import check_same_length
 
     arr = as_2d_float(t, "t")
     check_same_length(("t", arr), ("labels", labels))

@@ -70,6 +70,10 @@ from ._device import torch_device as _torch_device
 from ._validation import as_2d_float, as_labels, check_same_length
 from .errors import EstimatorInputError
 from .interface import NOISE_VAR, SE_COLUMNS, Estimator, Param, PlanePoint
+from .kde import _noise_list, _single_threaded_kernels, _workers
+
+# torch is imported inside the functions that use it (deferred on purpose): the registry loads
+# this module for `ibcli --help` and the CLI's options, which start without torch.
 
 __all__ = [
     "SPPlaneResult",
@@ -119,8 +123,6 @@ class SPPlaneResult:
 
 # --------------------------------------------------------------------------- checks
 def _noise_vars(noise_vars) -> list[float]:
-    from .kde import _noise_list
-
     return _noise_list(noise_vars)
 
 
@@ -220,8 +222,6 @@ def _run(t: np.ndarray, codes: np.ndarray, noise_vars: list[float], m: int,
     """
     import torch
 
-    from .kde import _single_threaded_kernels
-
     dev = _torch_device(device)
     mix = _Mixture(t, codes, dev)
     n = t.shape[0]
@@ -274,8 +274,6 @@ def _run(t: np.ndarray, codes: np.ndarray, noise_vars: list[float], m: int,
 
 
 def _prepare(t, labels, noise_vars, chunk_size, workers, device):
-    from .kde import _workers
-
     arr = as_2d_float(t, "t", keep_float32=True)  # float32 stays until the one cast to float64
     check_same_length(("t", arr), ("labels", labels))
     codes = as_labels(labels, "labels")

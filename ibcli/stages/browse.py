@@ -25,8 +25,12 @@ from rich.text import Text
 
 from ibcli.console import fitted_table, stdout_console
 from ibcli.errors import UserError
+from ibcli.estimators import registry
 from ibcli.metric_names import latest
+from ibcli.mi_table import MI_FILE, read_mi_table
+from ibcli.results import latest_mi_runs
 from ibcli.run_names import DESCRIPTION_TAG
+from ibcli.stages.mi import layer_rows, summary_table
 from ibcli.store import (DEFAULT_EXPERIMENT, EPOCHS_DONE_TAG, EPOCHS_TAG, FAILURE_TAG, PARENT_TAG, STAGE_TAG, Store,
                          local_store_dir, resolve_tracking_uri)
 
@@ -142,11 +146,6 @@ def train_summary(run_id: str, tracking_uri: str | None) -> dict:
     Raises:
         UserError: unknown run, or not a train run.
     """
-    from ibcli.estimators import registry
-    from ibcli.mi_table import MI_FILE, read_mi_table
-    from ibcli.results import latest_mi_runs
-    from ibcli.stages.mi import layer_rows
-
     store = Store(tracking_uri, must_exist=True)
     run = store.find_run(run_id, stage="train")
     rid = run.info.run_id
@@ -182,8 +181,6 @@ def train_summary(run_id: str, tracking_uri: str | None) -> dict:
 
 def print_train_summary(info: dict) -> None:
     """`train_summary` for people, on stdout."""
-    from ibcli.stages.mi import summary_table
-
     console = stdout_console()
     acc = info["test_accuracy"]
     epochs = info["epochs_done"] if info["epochs_done"] is not None else info["epochs"]

@@ -28,6 +28,7 @@ import numpy as np
 
 from ibcli.errors import UserError
 from ibcli.console import note, say
+from ibcli.executor import open_executor
 from ibcli.progress import make_progress
 from ibcli.provenance import provenance_tags
 from ibcli.results import SWEEP_STAGE
@@ -321,9 +322,7 @@ def train_member_task(argv: list[str], env: dict, seed: int, stop_event: str) ->
 def _run_members_on_dask(store: Store, sweep_id: str, name: str | None, args: list[str], seeds: list[int], scheduler: str,
                          threads: int | None, quiet: bool) -> tuple[list[dict], bool]:
     """Every member as a task on the Dask cluster at `scheduler`; (their results, whether interrupted)."""
-    from distributed import Event, as_completed
-
-    from ibcli.executor import open_executor
+    from distributed import Event, as_completed  # optional (ibcli[dask]): only here
 
     env = _member_env(sweep_id, threads)
     base = ["train", *args, "--tracking-uri", store.uri, "--json", "--quiet"]
