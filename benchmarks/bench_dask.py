@@ -74,7 +74,8 @@ def part_estimation(uri: str, run_id: str, method: str, cwd: Path, extra: list[s
 
     cores = available_cores()
     half = max(1, cores // 2)
-    base = ["mi", run_id, "--method", method, "--tracking-uri", uri, *extra]
+    # --force: each way computes (the same settings would otherwise reuse the first mi run)
+    base = ["mi", run_id, "--method", method, "--tracking-uri", uri, "--force", *extra]
     print(f"# part 1: ibcli mi --method {method} on run {run_id[:8]} ({cores} cores)")
     serial, serial_wall = ibcli([*base, "--threads", half], cwd)
     jobs, jobs_wall = ibcli([*base, "--jobs", 2], cwd)
