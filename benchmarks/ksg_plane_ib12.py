@@ -26,36 +26,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ibcli.datasets.ib12 import load_ib12
 from ibcli.estimators import mutual_information
 from ibcli.estimators.kde import kde_information_plane
 from ibcli.estimators.ksg import ksg_information_plane
 from ibcli.estimators.sp import sp_information_plane
-from ibcli.models import build_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_ksg_plane import ib12_records  # noqa: E402  (the tests' fixture: the same records)
 
 BIT = math.log(2.0)
 S2S = (0.01, 0.1, 1.0)
-
-
-def ib12_records(steps, seed=0):
-    torch.set_num_threads(1)
-    torch.manual_seed(seed)
-    x, y = load_ib12()
-    net = build_model("ib", "tanh", (12,), 2)
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
-    out = {}
-    for step in range(1, max(steps) + 1):
-        loss = torch.nn.functional.cross_entropy(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step in steps:
-            with torch.no_grad():
-                _, rec = net.forward_with_activations(x)
-            out[step] = {k: v.numpy() for k, v in rec.items()}
-    return out, y.numpy()
 
 
 def plane_table(steps, repeats):

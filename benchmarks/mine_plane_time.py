@@ -18,7 +18,6 @@ import time
 
 import torch
 
-from ibcli.data import load_mnist
 from ibcli.models import build_model
 
 
@@ -31,7 +30,14 @@ def main(argv=None) -> int:
     import ibcli
     from ibcli.estimators import information_plane
 
-    data = load_mnist(args.data_dir)
+    try:
+        from ibcli.datasets import load_dataset
+    except ImportError:  # a checkout from before the dataset registry (to compare with)
+        from ibcli.data import load_mnist
+
+        data = load_mnist(args.data_dir)
+    else:
+        data = load_dataset("mnist", args.data_dir, train_fraction=None, seed=0)
     torch.manual_seed(0)
     net = build_model("mlp", "tanh", (1, 28, 28), 10)
     with torch.no_grad():

@@ -230,7 +230,7 @@ def _plane_traces(fig: go.Figure, g: pd.DataFrame, *, name: str, group: str, col
                   quantities: tuple[str, str], emax: float, row: int, col: int, legend: set,
                   width: float = 1.5, dash: str = "solid", symbol: str = "circle") -> None:
     """One trajectory in one panel: the unflagged points as a line with their uncertainty bars,
-    the flagged ones apart as grey crosses; `legend` holds the groups already in the legend."""
+    the flagged ones apart as crosses in the method's colour; `legend` holds the groups already in the legend."""
     qx, qy = quantities
     bad = flagged(g)
     ok, off = g[~bad], g[bad]
@@ -253,7 +253,7 @@ def _plane_traces(fig: go.Figure, g: pd.DataFrame, *, name: str, group: str, col
         fig.add_trace(go.Scatter(
             x=off["i_xt_bits"], y=off["i_ty_bits"], mode="markers", name=f"{name}: flagged",
             legendgroup=f"{group} flagged", showlegend=f"{group} flagged" not in legend,
-            marker=dict(symbol="x-thin-open", color=GREY, size=9, line=dict(width=2, color=colour)),
+            marker=dict(symbol="x-thin-open", color=colour, size=9, opacity=0.7, line=dict(width=2, color=colour)),
             customdata=np.stack([off["epoch"], off["flag"].astype(str)], axis=1),
             hovertemplate=f"{where}, epoch %{{customdata[0]}}: FLAGGED %{{customdata[1]}}<br>{qx} %{{x:.3f}} bits"
                           f"<br>{qy} %{{y:.3f}} bits<extra>{name}</extra>",
@@ -276,7 +276,7 @@ def information_plane(mi: pd.DataFrame, title: str = "Information plane", h_y_bi
 
     sp (the Monte Carlo reference of the noisy plane) is drawn black and thick; kde as a bracket
     from its KL to its Bhattacharyya value; kraskov and mine with ±1 sd bars over their repeats;
-    flagged points (`flag` column) as grey crosses outside the line, never as plain points.
+    flagged points (`flag` column) as crosses in the method's colour outside the line, never as plain points.
     Marker size grows with the epoch; hover gives epoch, values and the flag. A Rényi method's
     values are I_α and say so in its legend entry. Reference lines at log2 N (`ceiling_bits`)
     and at `h_y_bits` = H(Y) of the probe labels, when given.
