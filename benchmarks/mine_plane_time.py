@@ -48,8 +48,12 @@ def main(argv=None) -> int:
     for name in args.layers:
         t = rec[name].numpy()
         t0 = time.perf_counter()
-        (p,) = information_plane(t, labels, "mine", x=x, noise_var=(args.noise_var,), seed=0)
-        extra = {k: v for k, v in p.values.items()}
+        try:
+            (p,) = information_plane(t, labels, "mine", x=x, noise_var=(args.noise_var,), seed=0)
+        except TypeError:  # a checkout from before the registry: what its `ibcli mi` ran (1000 steps)
+            (p,) = information_plane(t, labels, "mine", x=x, noise_vars=(args.noise_var,),
+                                     mine_params={"steps": 1000}, seed=0)
+        extra = dict(getattr(p, "values", None) or getattr(p, "extras", {}))
         print(f"{name} (width {t.shape[1]}), s2={args.noise_var}: {time.perf_counter() - t0:.1f} s; "
               f"I(X;T) {p.i_xt_nats:.3f} I(T;Y) {p.i_ty_nats:.3f} nats {extra}", flush=True)
     return 0
