@@ -47,6 +47,17 @@ def layer(n=1200, d=48, classes=10, seed=0, dtype=np.float32):
     return t.astype(dtype), y
 
 
+def assert_same_kde_results(expected, got, dtype) -> None:
+    """Every KDE field equal: within 1e-9 relative in float64, the float32 tolerance otherwise."""
+    for a, b in zip(expected, got, strict=True):
+        for f in KDE_FIELDS:
+            va, vb = getattr(a, f), getattr(b, f)
+            if dtype == np.float64:
+                assert vb == pytest.approx(va, rel=1e-9, abs=1e-12), f
+            else:
+                assert within_float32_tolerance(va, vb), (f, va, vb)
+
+
 def within_float32_tolerance(a_nats: float, b_nats: float) -> bool:
     """The issue's float32 tolerance: |delta| <= max(1e-4 |I|, 1e-3 bits)."""
     return abs(a_nats - b_nats) <= max(1e-4 * abs(a_nats), 1e-3 * LN2)
@@ -62,13 +73,7 @@ def test_kde_torch_path_matches_numpy_path(dtype):
     s2 = [1.0, 0.1, 0.01]  # from mostly overlapping kernels to mostly apart
     numpy_path = kde_information_plane(t, y, s2)
     torch_path = kde_information_plane(t, y, s2, backend="torch")
-    for a, b in zip(numpy_path, torch_path):
-        for f in KDE_FIELDS:
-            va, vb = getattr(a, f), getattr(b, f)
-            if dtype == np.float64:
-                assert vb == pytest.approx(va, rel=1e-9, abs=1e-12), f
-            else:
-                assert within_float32_tolerance(va, vb), (f, va, vb)
+    assert_same_kde_results(numpy_path, torch_path, dtype)
 
 
 def test_kde_torch_blocks_and_class_sums_match_numpy_sums():
@@ -156,13 +161,7 @@ def test_kde_cuda_matches_cpu(dtype):
     s2 = [1.0, 0.1, 0.01]
     cpu = kde_information_plane(t, y, s2)
     gpu = kde_information_plane(t, y, s2, device="cuda")
-    for a, b in zip(cpu, gpu):
-        for f in KDE_FIELDS:
-            va, vb = getattr(a, f), getattr(b, f)
-            if dtype == np.float64:
-                assert vb == pytest.approx(va, rel=1e-9, abs=1e-12), f
-            else:
-                assert within_float32_tolerance(va, vb), (f, va, vb)
+    assert_same_kde_results(cpu, gpu, dtype)
 
 
 # --------------------------------------------------------------------------- kraskov: knn
