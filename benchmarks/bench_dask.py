@@ -94,9 +94,14 @@ def part_estimation(uri: str, run_id: str, method: str, cwd: Path, extra: list[s
 def epoch_seconds(uri: str, run_id: str) -> float:
     from ibcli.store import Store
 
+    from ibcli.metric_names import read_keys
+
     store = Store(uri)
-    values = [m.value for m in store.client.get_metric_history(run_id, "epoch_seconds")]
-    return statistics.median(values)
+    for name in read_keys("epoch_seconds"):  # the grouped name, or the flat one of older runs
+        values = [m.value for m in store.client.get_metric_history(run_id, name)]
+        if values:
+            return statistics.median(values)
+    raise SystemExit(f"run {run_id} has no seconds-per-epoch metric")
 
 
 def part_store(train_args: list[str], server_url: str, cwd: Path) -> None:
