@@ -14,6 +14,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,21 @@ def report(name: str, value: str, target: str, ok: bool) -> None:
 
 def note(text: str) -> None:
     print(f"# {text}", flush=True)
+
+
+def remove_or_keep(work: Path, keep: bool) -> None:
+    """Remove the benchmark's temporary folder, or say where it is kept (--keep)."""
+    if keep:
+        note(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def summary_line() -> int:
+    """Print the closing lines (time, load, targets met); the exit status (0)."""
+    note(f"benchmark took {time.perf_counter() - T_START:.0f} s; load average {loadavg()}")
+    print(f"{sum(RESULTS)} of {len(RESULTS)} targets met", flush=True)
+    return 0
 
 
 def loadavg() -> str:
@@ -525,15 +541,8 @@ def main(argv=None) -> int:
         if not args.no_growth:
             bench_growth(trainer.artifacts, last, labels)
     finally:
-        if args.keep:
-            note(f"store kept at {work}")
-        else:
-            import shutil
-
-            shutil.rmtree(work, ignore_errors=True)
-    note(f"benchmark took {time.perf_counter() - T_START:.0f} s; load average {loadavg()}")
-    print(f"{sum(RESULTS)} of {len(RESULTS)} targets met", flush=True)
-    return 0
+        remove_or_keep(work, args.keep)
+    return summary_line()
 
 
 if __name__ == "__main__":

@@ -24,9 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import BareLoop, loadavg, note, report, RESULTS  # noqa: E402  (shared output format)
-
-T_START = time.perf_counter()
+from bench import BareLoop, loadavg, note, remove_or_keep, report, summary_line  # noqa: E402  (shared output format)
 
 
 class EpochClock:
@@ -420,15 +418,8 @@ def main(argv=None) -> int:
                    f"{100 * mean['graphs']:.2f} vs {100 * mean['eager']:.2f} % ({gap:.2f} points apart)",
                    "<= 0.3 points apart", gap <= 0.3)
     finally:
-        if args.keep:
-            note(f"kept {work}")
-        else:
-            import shutil
-
-            shutil.rmtree(work, ignore_errors=True)
-    note(f"benchmark took {time.perf_counter() - T_START:.0f} s; load average {loadavg()}")
-    print(f"{sum(RESULTS)} of {len(RESULTS)} targets met", flush=True)
-    return 0
+        remove_or_keep(work, args.keep)
+    return summary_line()
 
 
 def time_it(fn, *args):

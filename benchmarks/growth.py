@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
+from ibcli.estimators import registry
+from ibcli.estimators.knn import KDTREE_MAX_DIM_COUNT, KDTREE_MAX_DIM_KNN
+from ibcli.estimators.ksg import _REFERENCE_CACHE
+
 SIZES = (2500, 5000, 10000, 20000)
 
 
 def layer_rows(t, labels, n: int, seed: int = 0):
     """(n, d) float32 rows and their labels: the layer's rows in a fixed random order, repeated
     past len(t) with a jitter of 1e-3 sd per repetition (distinct points, same spread)."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(t))
     reps = -(-n // len(t))
@@ -36,8 +40,6 @@ def layer_rows(t, labels, n: int, seed: int = 0):
 
 def exponent(sizes, seconds) -> float:
     """The least-squares slope of ln(seconds) against ln(N)."""
-    import numpy as np
-
     return float(np.polyfit(np.log(np.asarray(sizes, float)), np.log(np.asarray(seconds, float)), 1)[0])
 
 
@@ -45,8 +47,6 @@ def cases(device: str, light: bool, d: int) -> list[tuple[str, dict, str]]:
     """(method, params, what the algorithm implies) per growth line, for a layer of d units.
     light: the CPU's cheaper settings (sp with 4 draws per sample, MINE 100 steps); else the
     CLI's defaults, except one kraskov repeat and one MINE seed (time is proportional to both)."""
-    from ibcli.estimators.knn import KDTREE_MAX_DIM_COUNT, KDTREE_MAX_DIM_KNN
-
     mine_steps = 100 if light else 600
     if device != "cpu":
         knn = "2: brute force, N^2 pairs per neighbour search"
@@ -74,9 +74,6 @@ def growth_lines(t, labels, layer: str, device: str, note, sizes=SIZES, light: b
 
     t, labels: one recorded layer (N0, d) and the probe labels; device: "cpu" or "cuda".
     """
-    from ibcli.estimators import registry
-    from ibcli.estimators.ksg import _REFERENCE_CACHE
-
     out = {}
     for method, given, implied in cases(device, light, t.shape[1]):
         if methods and method not in methods:
@@ -111,10 +108,6 @@ def sync(device: str) -> None:
 def warm_up(device: str) -> float:
     """One small call of each method on `device` (CUDA context, cuBLAS, the Triton kernel's
     compilation, numba's cached kernels); seconds."""
-    import numpy as np
-
-    from ibcli.estimators import registry
-
     rng = np.random.default_rng(0)
     t = np.tanh(rng.standard_normal((300, 12))).astype(np.float32)
     y = np.arange(300) % 10

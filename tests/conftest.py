@@ -77,6 +77,12 @@ def seed_store(template: Path, folder: Path) -> str:
     return f"sqlite:///{folder}/runs/mlflow.db"
 
 
+def ib12_train(epochs: int, grad_stats: bool = False) -> list[str]:
+    """`ibcli train` arguments of a small, fast run: the 12-bit task's net, every epoch recorded."""
+    return ["train", "--dataset", "ib12", "--model", "ib", "--epochs", str(epochs), "--log-epochs", "all",
+            "--batch-size", "512", *([] if grad_stats else ["--no-grad-stats"])]
+
+
 # ---- a real PostgreSQL and MLflow server (tests/servers.py), once per session ----------------
 # Skipped where PostgreSQL or the server extras are missing; CI sets IBCLI_REQUIRE_SERVER_TESTS=1
 # so that there they fail instead of skipping.

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import run_cli, run_json, seed_store
+from conftest import ib12_train, run_cli, run_json, seed_store
 
 from ibcli.estimators.interface import Estimator, Param
 from ibcli.mi_table import Selection
 from ibcli.stages.mi import MI_KEY_TAG, mi_key
 from ibcli.store import Store
 
-TRAIN = ["train", "--dataset", "ib12", "--model", "ib", "--epochs", "3", "--log-epochs", "all", "--batch-size", "512",
-         "--no-grad-stats"]
+TRAIN = ib12_train(3)
 
 
 @pytest.fixture

@@ -10,14 +10,13 @@ import subprocess
 import pytest
 import torch
 
-from conftest import REPO, run_cli, run_json, seed_store
+from conftest import REPO, ib12_train, run_cli, run_json, seed_store
 
 import ibcli
 from ibcli import provenance
 from ibcli.store import Store
 
-TRAIN = ["train", "--dataset", "ib12", "--model", "ib", "--epochs", "2", "--log-epochs", "all", "--batch-size", "512",
-         "--no-grad-stats"]
+TRAIN = ib12_train(2)
 
 
 def _head() -> str | None:

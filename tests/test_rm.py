@@ -7,12 +7,11 @@ import json
 
 import pytest
 
-from conftest import run_cli, run_json, seed_store
+from conftest import ib12_train, run_cli, run_json, seed_store
 
 from ibcli.store import Store
 
-TRAIN = ["train", "--dataset", "ib12", "--model", "ib", "--epochs", "2", "--log-epochs", "all", "--batch-size", "512",
-         "--no-grad-stats"]
+TRAIN = ib12_train(2)
 
 
 @pytest.fixture

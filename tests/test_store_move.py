@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, run_json, seed_store
+from conftest import ib12_train, run_cli, run_json, seed_store
 
 from ibcli.store import Store
 
-TRAIN = ["train", "--dataset", "ib12", "--model", "ib", "--epochs", "2", "--log-epochs", "all", "--batch-size", "512"]
+TRAIN = ib12_train(2, grad_stats=True)
 
 
 def _files(folder: Path) -> dict[str, int]:

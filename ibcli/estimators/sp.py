@@ -122,10 +122,6 @@ class SPPlaneResult:
 
 
 # --------------------------------------------------------------------------- checks
-def _noise_vars(noise_vars) -> list[float]:
-    return _noise_list(noise_vars)
-
-
 def _positive_int(value, name: str, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise EstimatorInputError(f"{name} must be an integer >= {low}; got {value!r}")
@@ -277,7 +273,7 @@ def _prepare(t, labels, noise_vars, chunk_size, workers, device):
     arr = as_2d_float(t, "t", keep_float32=True)  # float32 stays until the one cast to float64
     check_same_length(("t", arr), ("labels", labels))
     codes = as_labels(labels, "labels")
-    nv = _noise_vars(noise_vars)
+    nv = _noise_list(noise_vars)
     if chunk_size is None:
         cs = CUDA_CHUNK_SIZE if str(device).startswith("cuda") else DEFAULT_CHUNK_SIZE
     else:
