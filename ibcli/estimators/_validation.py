@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import EstimatorInputError
 
-__all__ = ["as_2d_float", "as_labels", "check_same_length", "check_finite", "is_discrete_dtype"]
+__all__ = ["as_2d_float", "as_int", "as_labels", "check_same_length", "check_finite", "is_discrete_dtype"]
 
 
 def _as_array(a, name: str) -> np.ndarray:
@@ -156,6 +156,19 @@ def check_same_length(*named_arrays) -> int:
                 f"{first_name} has {first_n} rows but {name} has {n}; they must be paired samples"
             )
     return 0 if first_n is None else first_n
+
+
+def as_int(value, name: str, low: int = 1) -> int:
+    """`value` as a Python int if it is an integer (not a bool) >= low.
+
+    Raises
+    ------
+    EstimatorInputError
+        "chunk_size must be an integer >= 1; got 0".
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise EstimatorInputError(f"{name} must be an integer >= {low}; got {value!r}")
+    return int(value)
 
 
 def check_finite(a, name: str = "x") -> None:

@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -70,9 +69,10 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ._validation import as_2d_float, as_labels, check_same_length
+from ._validation import as_2d_float, as_int, as_labels, check_same_length
 from .errors import EstimatorInputError
 from .interface import FLAG_COLUMN, Column, Estimator, Param, PlanePoint
+from .kde import _default_workers
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -120,24 +120,13 @@ def _width(width, name: str) -> float | None:
     return float(width)
 
 
-def _positive_int(value, name: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise EstimatorInputError(f"{name} must be an integer >= {low}; got {value!r}")
-    return int(value)
-
-
 def _at_least_two(n: int) -> None:
     if n < 2:
         raise EstimatorInputError(f"matrix-based Rényi entropies need at least 2 samples; got {n}")
 
 
 def _workers(workers) -> int:
-    if workers is not None:
-        return _positive_int(workers, "workers")
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    return _default_workers() if workers is None else as_int(workers, "workers")
 
 
 def _spread(spread) -> float:
@@ -579,7 +568,7 @@ def gaussian_renyi2_entropy(data, width: float | None = None, chunk_size: int | 
     _at_least_two(arr.shape[0])
     w = _width(width, "width")
     w = silverman_width(arr) if w is None else w
-    chunk = _positive_int(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size")
+    chunk = as_int(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size")
     sums, _ = _frobenius_sums(_SquaredKernel(arr, w), None, None, None, False, chunk, _workers(workers))
     return _entropy2(float(sums[0]), arr.shape[0])
 
@@ -624,7 +613,7 @@ class XGramCache:
     """
 
     def __init__(self, max_bytes: int = X_CACHE_MAX_BYTES):
-        self.max_bytes = _positive_int(max_bytes, "max_bytes", low=0)
+        self.max_bytes = as_int(max_bytes, "max_bytes", low=0)
         self._key = None
         self._value: dict | None = None
         self._lock = threading.Lock()
@@ -713,10 +702,10 @@ def renyi_information_plane(x, t, labels, *, alpha: float = 2.0, t_width: float 
     _at_least_two(n)
     al = _alpha(alpha)
     tw, xw = _width(t_width, "t_width"), _width(x_width, "x_width")
-    m = _positive_int(eig_samples, "eig_samples", low=2)
+    m = as_int(eig_samples, "eig_samples", low=2)
     if t_spread is not None:
         t_spread = _spread(t_spread)
-    chunk = _positive_int(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size")
+    chunk = as_int(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size")
     n_workers = _workers(workers)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise EstimatorInputError(f"seed must be an integer; got {seed!r}")

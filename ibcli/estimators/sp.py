@@ -67,7 +67,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ._device import torch_device as _torch_device
-from ._validation import as_2d_float, as_labels, check_same_length
+from ._validation import as_2d_float, as_int, as_labels, check_same_length
 from .errors import EstimatorInputError
 from .interface import NOISE_VAR, SE_COLUMNS, Estimator, Param, PlanePoint
 from .kde import _noise_list, _single_threaded_kernels, _workers
@@ -122,12 +122,6 @@ class SPPlaneResult:
 
 
 # --------------------------------------------------------------------------- checks
-def _positive_int(value, name: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise EstimatorInputError(f"{name} must be an integer >= {low}; got {value!r}")
-    return int(value)
-
-
 # --------------------------------------------------------------------------- kernel
 class _Mixture:
     """t centred, in float64 on the device, rows sorted by class; what every block needs."""
@@ -277,7 +271,7 @@ def _prepare(t, labels, noise_vars, chunk_size, workers, device):
     if chunk_size is None:
         cs = CUDA_CHUNK_SIZE if str(device).startswith("cuda") else DEFAULT_CHUNK_SIZE
     else:
-        cs = _positive_int(chunk_size, "chunk_size")
+        cs = as_int(chunk_size, "chunk_size")
     return arr, codes, nv, cs, _workers(workers)
 
 
@@ -371,10 +365,10 @@ def sp_information_plane(t, labels, noise_vars=(0.1,), *, noise_samples: int = D
         noise_samples odd or < 4, bad seed, chunk_size or workers, unknown or unavailable device.
     """
     arr, codes, nv, cs, nw = _prepare(t, labels, noise_vars, chunk_size, workers, device)
-    m = _positive_int(noise_samples, "noise_samples", low=4)
+    m = as_int(noise_samples, "noise_samples", low=4)
     if m % 2:
         raise EstimatorInputError(f"noise_samples must be even (antithetic pairs e, -e); got {m}")
-    seed = _positive_int(seed, "seed", low=0)
+    seed = as_int(seed, "seed", low=0)
     n, d = arr.shape
     rng = np.random.default_rng(seed)
     half = m // 2
