@@ -170,7 +170,7 @@ def train(
     log_steps: Annotated[str, typer.Option(help="Also record at optimizer steps: none, log:N[:E] (N log-spaced steps in the first E epochs), or 1,2,5.")] = "none",
     activation_dtype: Annotated[DType, typer.Option(help="dtype of stored activations.")] = "float32",
     grad_stats: Annotated[bool, typer.Option(help="Per-layer gradient mean/std norms and SNR each epoch.")] = True,
-    eager: Annotated[bool, typer.Option(help="On a GPU: the plain eager loop (PyTorch's default optimizer, no CUDA graphs) instead of the captured step.")] = False,
+    eager: Annotated[bool, typer.Option(help="The plain loop: PyTorch's default optimizer implementation instead of its fused kernel, and on a GPU no CUDA graphs (instead of the captured step).")] = False,
     resume: Annotated[Optional[str], typer.Option(help="Continue this killed or finished train run from its last checkpoint, in the same MLflow run (only --epochs, --device and --data-dir may change).")] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "ibcli",
     run_name: Annotated[Optional[str], typer.Option(help="MLflow run name.")] = None,

@@ -233,9 +233,10 @@ def test_hold_must_be_1_or_4():
         GradientStats({"h": torch.nn.Parameter(torch.zeros(2))}, hold=3)
 
 
+@pytest.mark.parametrize("fused", [True, False])  # the trainer's default, and --eager
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 @pytest.mark.parametrize("weight_decay", [0.0, 1e-3])
-def test_trainer_optimizers_leave_grads_alone(optimizer, weight_decay):
+def test_trainer_optimizers_leave_grads_alone(optimizer, weight_decay, fused):
     """The trainer's hold=4 relies on its optimizers never writing into .grad."""
     from types import SimpleNamespace
 
@@ -244,7 +245,7 @@ def test_trainer_optimizers_leave_grads_alone(optimizer, weight_decay):
     torch.manual_seed(0)
     model = torch.nn.Linear(6, 3)
     cfg = SimpleNamespace(optimizer=optimizer, lr=0.1, momentum=0.9, weight_decay=weight_decay)
-    opt = make_optimizer(cfg, model)
+    opt = make_optimizer(cfg, model, fused=fused)
     for _ in range(3):  # momentum buffers exist from the second step on
         opt.zero_grad(set_to_none=True)
         model(torch.randn(5, 6)).square().sum().backward()
