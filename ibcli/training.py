@@ -253,7 +253,8 @@ class Trainer:
         self.model = model.to(self.device)
         # PyTorch's fused optimizer kernels (one pass over parameters, gradients and moments) on
         # every device unless --eager: a CPU epoch of the default MLP took up to 18 % less time
-        # than with the default foreach Adam (measured on the 2-core machine). On a GPU also step counts on the device, where a graph replays.
+        # than with the default foreach Adam (measured on the 2-core machine). On a GPU also
+        # step counts on the device, where a graph replays.
         self.optimizer = make_optimizer(cfg, self.model, fused=not cfg.eager, capturable=cuda and static)
         self.loss_fn = nn.CrossEntropyLoss()
         self.steps_per_epoch = math.ceil(len(self.data.x_train) / cfg.batch_size)
