@@ -137,7 +137,8 @@ def main() -> None:
     args = ap.parse_args()
     print(f"# load average {os.getloadavg()}, {os.cpu_count()} cpus, python {sys.version.split()[0]}")
     work = Path(tempfile.mkdtemp(prefix="ibcli-bench-dask-"))
-    train_args = ["--model", "mlp", "--data-dir", args.data_dir, "--epochs", args.epochs]
+    # The commands run in a temporary folder: a relative --data-dir is taken from here.
+    train_args = ["--model", "mlp", "--data-dir", str(Path(args.data_dir).resolve()), "--epochs", args.epochs]
     pg = server = None
     try:
         if not args.no_estimation:
