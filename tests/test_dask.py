@@ -159,7 +159,7 @@ def test_sweep_members_train_on_the_cluster(cluster, tmp_path, capsys):
     assert store.find_run(summary["sweep_id"]).data.tags[STAGE_TAG] == "sweep"
 
 
-def test_workers_read_from_the_server(mlflow_server, cluster, cache_dir, tmp_path, monkeypatch, capsys):
+def test_workers_read_from_the_server(mnist_dir, mlflow_server, cluster, cache_dir, tmp_path, monkeypatch, capsys):
     """Workers download what their tasks read (into their cache); the table is the serial one."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
