@@ -5,8 +5,8 @@ gives every recorded layer's output; the recorder writes them as Parquet under t
 run's `activations/` while training goes on. Per epoch: train/test loss and accuracy
 (step = epoch), gradient statistics per layer, and a checkpoint for `--resume`.
 
-On a CPU the loop is plain eager PyTorch with PyTorch's fused optimizer kernel (its default
-foreach one with `--eager`). On a GPU (unless `--eager`) each step is a
+On a CPU the loop is plain eager PyTorch with PyTorch's fused optimizer kernel (with `--eager`
+its default implementation, on a CPU a loop over the parameters). On a GPU (unless `--eager`) each step is a
 `StaticStep`: batches gathered on the device, a fused optimizer, device-side gradient
 statistics and no host synchronisation inside the epoch, each step shape captured once as
 a CUDA graph and replayed. Either way the metrics, the gradient table and the checkpoints
@@ -127,8 +127,8 @@ class TrainConfig:
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module, fused: bool = False, capturable: bool = False) -> torch.optim.Optimizer:
     """SGD (with momentum) or Adam over the model's parameters, PyTorch's default implementation,
-    or with `fused` its fused kernels (one launch per step) and with `capturable` (Adam) step
-    counts kept on the device, as a CUDA graph needs."""
+    or with `fused` its fused kernel (one pass over all parameters per step, on a CPU or a GPU),
+    and with `capturable` (Adam) step counts kept on the device, as a CUDA graph needs."""
     kwargs = {"fused": True} if fused else {}
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **kwargs)
@@ -138,7 +138,7 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module, fused: bool = False, capt
 
 
 # Optimizer options that choose an implementation, not the mathematics: a checkpoint keeps
-# the ones of the device it was written on, a resume takes the ones of its own device.
+# the ones of the run that wrote it, a resume takes the ones of its own device and --eager.
 IMPLEMENTATION_FLAGS = ("foreach", "fused", "capturable", "differentiable")
 
 
@@ -155,8 +155,9 @@ def load_checkpoint(path) -> dict:
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
     """Load a saved optimizer state written on any device into `optimizer`, keeping the
     optimizer's own implementation flags (`IMPLEMENTATION_FLAGS`): a GPU run's fused,
-    capturable Adam resumes as the CPU's plain Adam and back, with step counts and moments
-    moved where the parameters are."""
+    capturable Adam resumes as the CPU's fused (or, with --eager, plain) Adam and back, and a
+    CPU run written with the plain Adam (before 2026-12-01) resumes with the fused kernel; step
+    counts and moments move where the parameters are."""
     groups = []
     for saved, current in zip(state["param_groups"], optimizer.param_groups):
         group = dict(saved)
@@ -253,7 +254,7 @@ class Trainer:
         self.model = model.to(self.device)
         # PyTorch's fused optimizer kernels (one pass over parameters, gradients and moments) on
         # every device unless --eager: a CPU epoch of the default MLP took up to 18 % less time
-        # than with the default foreach Adam (measured on the 2-core machine). On a GPU also
+        # than with PyTorch's default Adam (measured on the 2-core machine). On a GPU also
         # step counts on the device, where a graph replays.
         self.optimizer = make_optimizer(cfg, self.model, fused=not cfg.eager, capturable=cuda and static)
         self.loss_fn = nn.CrossEntropyLoss()
