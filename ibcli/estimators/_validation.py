@@ -7,11 +7,14 @@ it as is (exit code 2). Nothing here imports torch.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .errors import EstimatorInputError
 
-__all__ = ["as_2d_float", "as_int", "as_labels", "check_same_length", "check_finite", "is_discrete_dtype"]
+__all__ = ["as_2d_float", "as_int", "as_labels", "check_same_length", "check_finite", "is_discrete_dtype",
+           "noise_variances"]
 
 
 def _as_array(a, name: str) -> np.ndarray:
@@ -169,6 +172,30 @@ def as_int(value, name: str, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise EstimatorInputError(f"{name} must be an integer >= {low}; got {value!r}")
     return int(value)
+
+
+def noise_variances(noise_vars) -> list[float]:
+    """One noise variance s2 or a sequence of them as a list of floats (each > 0 and finite).
+
+    Raises
+    ------
+    EstimatorInputError
+        a value that is not a positive finite number, or an empty sequence.
+    """
+    if np.ndim(noise_vars) == 0:
+        noise_vars = [noise_vars]
+    out = []
+    for v in noise_vars:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise EstimatorInputError(f"noise variances must be positive numbers; got {v!r}") from None
+        if not (math.isfinite(f) and f > 0):
+            raise EstimatorInputError(f"noise variances must be positive and finite; got {v!r}")
+        out.append(f)
+    if not out:
+        raise EstimatorInputError("noise_vars must hold at least one noise variance; got none")
+    return out
 
 
 def check_finite(a, name: str = "x") -> None:

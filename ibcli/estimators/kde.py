@@ -48,17 +48,16 @@ about `_TORCH_BLOCK_BYTES` + O(N d) on the device.
 from __future__ import annotations
 
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from ._device import ieee_float32, is_cpu, torch_device
-from ._validation import as_2d_float, as_labels, check_same_length
+from ._threads import single_threaded_kernels, workers as _workers
+from ._validation import as_2d_float, as_labels, check_same_length, noise_variances
 from .errors import EstimatorInputError
 from .interface import NOISE_VAR, Column, Estimator, PlanePoint
 
@@ -111,60 +110,12 @@ class KDEPlaneResult:
 
 
 # --------------------------------------------------------------------------- helpers
-def _noise_list(noise_vars) -> list[float]:
-    if np.ndim(noise_vars) == 0:
-        noise_vars = [noise_vars]
-    out = []
-    for v in noise_vars:
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            raise EstimatorInputError(f"noise variances must be positive numbers; got {v!r}") from None
-        if not (math.isfinite(f) and f > 0):
-            raise EstimatorInputError(f"noise variances must be positive and finite; got {v!r}")
-        out.append(f)
-    if not out:
-        raise EstimatorInputError("noise_vars must hold at least one noise variance; got none")
-    return out
-
-
 def _chunk(chunk_size) -> int:
     if chunk_size is None:
         return DEFAULT_CHUNK_SIZE
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size <= 0:
         raise EstimatorInputError(f"chunk_size must be a positive integer; got {chunk_size!r}")
     return int(chunk_size)
-
-
-def _default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-def _workers(workers) -> int:
-    if workers is None:
-        return _default_workers()
-    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers <= 0:
-        raise EstimatorInputError(f"workers must be a positive integer; got {workers!r}")
-    return int(workers)
-
-
-@contextmanager
-def _single_threaded_kernels():
-    """BLAS and torch kernels on one thread each while our own workers split the
-    blocks: no oversubscription, no per-operation thread barriers (which stall
-    badly when other processes share the cores)."""
-    import torch
-
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1, user_api="blas"):
-            yield
-    finally:
-        torch.set_num_threads(prev)
 
 
 def _pairwise_sums(t: np.ndarray, scales: Sequence[float], codes: np.ndarray | None,
@@ -314,7 +265,7 @@ def _pairwise_sums(t: np.ndarray, scales: Sequence[float], codes: np.ndarray | N
     if n_workers == 1:
         full, own = run(pairs)
     else:  # static striping: each worker's share (and so the float64 sums) is repeatable
-        with _single_threaded_kernels(), ThreadPoolExecutor(n_workers) as pool:
+        with single_threaded_kernels(), ThreadPoolExecutor(n_workers) as pool:
             parts = list(pool.map(lambda w: run(pairs[w::n_workers]), range(n_workers)))
         full = np.sum([p[0] for p in parts], axis=0)
         own = np.sum([p[1] for p in parts], axis=0) if order is not None else full
@@ -455,7 +406,7 @@ def kde_entropy_bounds(t, noise_vars=(0.1,), chunk_size: int | None = None,
         which / workers / backend, unknown or unavailable device.
     """
     arr = _prepare_t(t)
-    nv = _noise_list(noise_vars)
+    nv = noise_variances(noise_vars)
     cs = _chunk(chunk_size)
     if which not in ("both", "upper", "lower"):
         raise EstimatorInputError(f"which must be 'both', 'upper' or 'lower'; got {which!r}")
@@ -540,7 +491,7 @@ def kde_information_plane(t, labels, noise_vars=(0.1,), chunk_size: int | None =
     arr = _prepare_t(t)
     check_same_length(("t", arr), ("labels", labels))
     y = as_labels(labels, "labels")
-    nv = _noise_list(noise_vars)
+    nv = noise_variances(noise_vars)
     cs = _chunk(chunk_size)
     n, d = arr.shape
     n_classes = int(y.max()) + 1

@@ -69,10 +69,10 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ._threads import default_workers
 from ._validation import as_2d_float, as_int, as_labels, check_same_length
 from .errors import EstimatorInputError
 from .interface import FLAG_COLUMN, Column, Estimator, Param, PlanePoint
-from .kde import _default_workers
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -126,7 +126,7 @@ def _at_least_two(n: int) -> None:
 
 
 def _workers(workers) -> int:
-    return _default_workers() if workers is None else as_int(workers, "workers")
+    return default_workers() if workers is None else as_int(workers, "workers")
 
 
 def _spread(spread) -> float:

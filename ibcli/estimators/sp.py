@@ -67,10 +67,10 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ._device import torch_device as _torch_device
-from ._validation import as_2d_float, as_int, as_labels, check_same_length
+from ._threads import single_threaded_kernels, workers as _workers
+from ._validation import as_2d_float, as_int, as_labels, check_same_length, noise_variances
 from .errors import EstimatorInputError
 from .interface import NOISE_VAR, SE_COLUMNS, Estimator, Param, PlanePoint
-from .kde import _noise_list, _single_threaded_kernels, _workers
 
 # torch is imported inside the functions that use it (deferred on purpose): the registry loads
 # this module for `ibcli --help` and the CLI's options, which start without torch.
@@ -253,7 +253,7 @@ def _run(t: np.ndarray, codes: np.ndarray, noise_vars: list[float], m: int,
         pipelined()
         return xt, ty
     n_workers = max(1, min(workers, -(-n // max(1, chunk_size // m))))
-    with _single_threaded_kernels():
+    with single_threaded_kernels():
         if n_workers == 1:
             pipelined()
         else:
@@ -267,7 +267,7 @@ def _prepare(t, labels, noise_vars, chunk_size, workers, device):
     arr = as_2d_float(t, "t", keep_float32=True)  # float32 stays until the one cast to float64
     check_same_length(("t", arr), ("labels", labels))
     codes = as_labels(labels, "labels")
-    nv = _noise_list(noise_vars)
+    nv = noise_variances(noise_vars)
     if chunk_size is None:
         cs = CUDA_CHUNK_SIZE if str(device).startswith("cuda") else DEFAULT_CHUNK_SIZE
     else:
