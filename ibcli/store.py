@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 import mlflow
 from filelock import FileLock, Timeout
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, ViewType
+from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 
 from ibcli import run_names
@@ -363,13 +363,15 @@ class Store:
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
         self.log_metric_rows(run_id, [(step, metrics)])
 
-    def log_metric_rows(self, run_id: str, rows: list[tuple[int, dict[str, float]]]) -> None:
+    def log_metric_rows(self, run_id: str, rows: list[tuple[int, dict[str, float]]], tags: dict | None = None) -> None:
         """Log many (step, {key: value}) rows in as few requests as MLflow allows; ibcli's flat
-        keys go out under their grouped MLflow names (`metric_names.mlflow_name`)."""
+        keys go out under their grouped MLflow names (`metric_names.mlflow_name`). `tags`
+        ({name: value}) go with the first request, at no extra request."""
         now = int(time.time() * 1000)
         items = [Metric(mlflow_name(k), float(v), now, int(step)) for step, metrics in rows for k, v in metrics.items()]
-        for i in range(0, len(items), 1000):
-            self.client.log_batch(run_id, metrics=items[i : i + 1000])
+        run_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        for i in range(0, max(len(items), 1 if run_tags else 0), 1000):
+            self.client.log_batch(run_id, metrics=items[i : i + 1000], tags=run_tags if i == 0 else [])
 
     def all_runs(self, filter_string: str = ""):
         """Every run of every experiment, newest first."""

@@ -38,7 +38,8 @@ from ibcli.gradient_stats import DeviceGradientStats, GradientStats
 from ibcli.models import MODEL_ALIASES, OPTIMIZERS, build_model
 from ibcli.recorder import Recorder
 from ibcli.schedule import parse_epoch_schedule, parse_step_schedule
-from ibcli.store import CONFIG_TAG
+from ibcli.seeds import check_seed
+from ibcli.store import CONFIG_TAG, EPOCHS_DONE_TAG
 from ibcli.train_step import StaticStep
 
 CHECKPOINT = "checkpoints/last.pt"
@@ -123,6 +124,7 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise UserError(message)
+        check_seed(self.seed)
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module, fused: bool = False, capturable: bool = False) -> torch.optim.Optimizer:
@@ -290,6 +292,7 @@ class Trainer:
         self._pending_metrics: list[tuple[int, dict]] = []
         self._last_flush = self._last_checkpoint = time.monotonic()
         self._snapshot: dict | None = None
+        self._start_point: dict | None = None  # where this process began: the bookkeeping of `_snapshot`
         self._snapshot_ready = None  # a CUDA event: the snapshot's copies are done
         self._closed = False
 
@@ -377,6 +380,7 @@ class Trainer:
         metrics = self._record(0.0, 0, want_test_metrics=True) or self._test_metrics()
         self.store.log_metrics(self.run.info.run_id, metrics, step=0)
         self.state.history.append({"epoch": 0, **metrics})
+        self._mark_start_point()
 
     def _open_recorder(self, new: bool, manifest: act.Manifest | None = None) -> None:
         if manifest is None:
@@ -508,7 +512,8 @@ class Trainer:
 
     def _write_metrics(self, rows: list, gradient_rows: list) -> None:
         if rows:
-            self.store.log_metric_rows(self.run.info.run_id, rows)
+            # The epochs done go with the metrics (`ibcli runs` reads them while the run trains).
+            self.store.log_metric_rows(self.run.info.run_id, rows, tags={EPOCHS_DONE_TAG: rows[-1][0]})
         if gradient_rows:
             path = self.artifacts.writable_path(GRADIENTS)
             # epoch float64 like every ibcli table (mi.parquet, activation files); step int64
@@ -530,6 +535,10 @@ class Trainer:
         if self.device.type == "cuda":
             self._snapshot_ready = torch.cuda.Event()
             self._snapshot_ready.record()
+
+    def _mark_start_point(self) -> None:
+        self._start_point = {"epoch": self.state.epoch, "step": self.state.step,
+                             "history_len": len(self.state.history), "gradient_rows_len": len(self.gradient_rows)}
 
     def save_checkpoint(self) -> None:
         """Queue writing the last completed epoch's state to checkpoints/last.pt (atomically)."""
@@ -576,6 +585,7 @@ class Trainer:
         manifest.records = [r for r in manifest.records if r["step"] <= self.state.step]
         self._open_recorder(new=False, manifest=manifest)
         self.recorder._write_manifest()
+        self._mark_start_point()
 
     def close(self) -> None:
         """Finish writing queued records, flush metrics, checkpoint the last completed epoch.
@@ -586,11 +596,25 @@ class Trainer:
         self._closed = True
         try:
             if self.run is not None:
+                self._back_to_snapshot()
                 self.flush()
                 self.save_checkpoint()
         finally:
             if self.recorder is not None:
                 self.recorder.close()
+
+    def _back_to_snapshot(self) -> None:
+        """An interrupt between an epoch's bookkeeping and its snapshot (`train`) leaves the state one
+        epoch ahead of what a checkpoint can hold: end at the snapshot's epoch, as a resume will
+        continue from it, and drop that epoch's metrics (the resume logs them). Before the first
+        snapshot, the point where this process started (epoch 0, or the resumed checkpoint)."""
+        snap = self._snapshot or self._start_point
+        if snap is None or snap["epoch"] >= self.state.epoch:
+            return
+        self.state.epoch, self.state.step = snap["epoch"], snap["step"]
+        del self.state.history[snap["history_len"]:]
+        del self.gradient_rows[snap["gradient_rows_len"]:]
+        self._pending_metrics = [(e, m) for e, m in self._pending_metrics if e <= snap["epoch"]]
 
     def summary(self) -> dict:
         last = self.state.history[-1] if self.state.history else {}

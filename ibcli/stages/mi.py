@@ -30,6 +30,7 @@ from ibcli.progress import make_progress
 from ibcli.provenance import provenance_tags
 from ibcli.results import is_sweep, sweep_members
 from ibcli.run_names import mi_run_name
+from ibcli.seeds import check_seed
 from ibcli.store import STAGE_TAG, Store
 
 MI_KEY_TAG = "ibcli.mi_key"
@@ -74,6 +75,7 @@ def run_mi(run_id: str, method: str, params: dict, *, layers=(), epochs=(), seed
         EstimatorInputError: a parameter value the method refuses (before anything is read).
         TaskFailed: a task failed on every try on the cluster (the message names epoch and layer).
     """
+    check_seed(seed)
     estimator = registry.get(method)
     params = estimator.check_params(params)
     device = resolve_device(device)  # "cuda" without a GPU: the one-line error, for every method

@@ -33,6 +33,7 @@ from ibcli.progress import make_progress
 from ibcli.provenance import provenance_tags
 from ibcli.results import SWEEP_STAGE
 from ibcli.run_names import sweep_run_name
+from ibcli.seeds import MAX_SEED
 from ibcli.store import SWEEP_ENV, SWEEP_TAG, Store
 from ibcli.training import TrainConfig
 
@@ -59,8 +60,8 @@ def parse_seeds(spec: str) -> list[int]:
     Returns the seeds in the given order without repeats.
 
     Raises:
-        UserError: empty spec, a part that is not a non-negative integer or a range a-b
-            with a <= b, or more than 10 000 seeds.
+        UserError: empty spec, a part that is not an integer in [0, 2^63-1] or a range a-b
+            of them with a <= b, or more than 10 000 seeds.
     """
     text = str(spec).strip()
     hint = 'use a range "0-9", a list "0,1,5" or one seed "3"'
@@ -79,9 +80,10 @@ def parse_seeds(spec: str) -> list[int]:
                 values = [int(part)]
         except ValueError:
             raise UserError(f"bad --seeds {spec!r}: {part!r} is not a seed or a range; {hint}") from None
-        if min(values) < 0:
-            raise UserError(f"bad --seeds {spec!r}: seeds must be >= 0")
-        if len(values) + len(seeds) > MAX_SEEDS:
+        # values[0] and values[-1] are the bounds (O(1) on a range: "0-99999999999" must not loop)
+        if values[0] < 0 or values[-1] > MAX_SEED:
+            raise UserError(f"bad --seeds {spec!r}: seeds must be between 0 and 2^63-1")
+        if values[-1] - values[0] + 1 + len(seeds) > MAX_SEEDS:  # len() of a huge range overflows
             raise UserError(f"bad --seeds {spec!r}: more than {MAX_SEEDS} seeds")
         seeds.extend(values)
     return list(dict.fromkeys(seeds))

@@ -35,14 +35,20 @@ RESUMES_TAG = "ibcli.resumes"
 
 
 def config_from_run(run, options: dict, explicit: set[str]) -> TrainConfig:
-    """The configuration of `run` (its `ibcli.config` tag; its params for older runs), with
-    the resumable options the user typed.
+    """The configuration of `run` (its `ibcli.config` tag; its params for older runs), with its
+    latest target epochs (the `ibcli.epochs` tag an earlier `--resume --epochs N` set) and the
+    resumable options the user typed.
 
     Raises:
         UserError: the user typed an option a resume cannot change.
     """
     tag = run.data.tags.get(CONFIG_TAG)
     cfg = TrainConfig.from_json(tag) if tag else TrainConfig.from_params(run.data.params)
+    # The config tag and params keep the start's settings; a resume that changed the target
+    # says so in ibcli.epochs, and a later plain `--resume` continues to that target.
+    target = run.data.tags.get(EPOCHS_TAG)
+    if target is not None:
+        cfg.epochs = int(target)
     bad = sorted(explicit - RESUMABLE - NOT_CONFIG)
     if bad:
         raise UserError(f"--resume continues a run with its own settings; only --epochs, --device and --data-dir may change (got --{bad[0].replace('_', '-')})")
@@ -98,7 +104,8 @@ def run_train(options: dict, explicit: set[str], resume: str | None, run_name: s
         store = store or opening[0].result()
         where = provenance_tags(str(trainer.device))
         if run is None:
-            run = store.create_run(cfg.experiment, "train", run_name=run_name or train_run_name(asdict(cfg)), tags=where)
+            run = store.create_run(cfg.experiment, "train", run_name=run_name or train_run_name(asdict(cfg)),
+                                   tags={**where, EPOCHS_TAG: str(cfg.epochs)})
             lock = store.hold_run(run.info.run_id)
         else:
             trainer.resume_from(store, run)
@@ -158,7 +165,10 @@ def _checkpoint_epoch(store: Store, run) -> int:
     try:
         path = store.artifacts(run).local_path(CHECKPOINT)
     except FileNotFoundError:
-        raise UserError(f"run {run.info.run_id} has no checkpoint to resume from (it ended before its first epoch): start a new run instead") from None
+        done = run.data.tags.get(EPOCHS_DONE_TAG, "0")
+        why = ("it ended before its first epoch" if done in ("0", "")
+               else f"it trained {done} epochs, but {CHECKPOINT} is missing from its artifacts")
+        raise UserError(f"run {run.info.run_id} has no checkpoint to resume from ({why}): start a new run instead") from None
     try:
         return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
     except Exception as exc:
