@@ -62,9 +62,39 @@ Method = _choices("Method", (*registry.METHODS, *registry.ALIASES))
 Band = _choices("Band", ("sd", "bootstrap"))
 Paper = _choices("Paper", ("tishby", "saxe"))
 
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+def file_path_uri_hint(value: str | None, source: str) -> str | None:
+    """The one-line error for a tracking URI that is a plain path to a SQLite file, else None.
+
+    MLflow reads a URI without a scheme as a file store folder (and answers a database file
+    with a long message about its file store); a value without a scheme that names an
+    existing file, or ends in .db/.sqlite, means the SQLite store at that path.
+    source: how the user gave it ("--tracking-uri" or "$MLFLOW_TRACKING_URI").
+    """
+    if not value or "://" in value or value.startswith("file:"):
+        return None
+    path = Path(value).expanduser()
+    if not (path.is_file() or path.suffix.lower() in SQLITE_SUFFIXES):
+        return None
+    shown = f"{source} {value}" if source.startswith("--") else f"{source}={value}"
+    return f"{shown} is a file path: use sqlite:///{path}"
+
+
+def _check_tracking_uri(value: str | None) -> str | None:
+    """--tracking-uri (or, without it, $MLFLOW_TRACKING_URI) checked before the command runs."""
+    source, uri = ("--tracking-uri", value) if value else ("$MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI"))
+    hint = file_path_uri_hint(uri, source)
+    if hint:
+        fail(hint)
+    return value
+
+
 TrackingUri = Annotated[
     Optional[str],
-    typer.Option("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./runs/mlflow.db)."),
+    typer.Option("--tracking-uri", callback=_check_tracking_uri,
+                 help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./runs/mlflow.db)."),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, tables or notes (errors only).")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout and nothing else (stderr: errors, and progress bars on a terminal).")]

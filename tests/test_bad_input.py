@@ -340,6 +340,25 @@ def test_tracking_uri_unknown_scheme(store_env, capsys):
     one_line(code, err, "unsupported tracking URI 'nosuchscheme://host/x'", "--tracking-uri sqlite:///")
 
 
+@pytest.mark.parametrize("existing", [True, False])
+def test_tracking_uri_given_as_a_file_path(store, capsys, existing):
+    """A plain path to the SQLite file (no sqlite:///): the URI to type, not MLflow's file-store message."""
+    db = store["uri"][len("sqlite:///"):]
+    path = db if existing else os.path.join(os.path.dirname(db), "other.db")
+    code, _, err = run_cli(["mi", store["ids"]["bare"], "--tracking-uri", path], capsys)
+    line = one_line(code, err, f"--tracking-uri {path} is a file path", f"use sqlite:///{path}")
+    assert "maintenance" not in line
+    assert existing or not os.path.exists(path)
+    no_new_good_runs(store)
+
+
+def test_tracking_uri_env_var_as_a_file_path(store, capsys, monkeypatch):
+    db = store["uri"][len("sqlite:///"):]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", db)
+    code, _, err = run_cli(["runs"], capsys)
+    one_line(code, err, f"$MLFLOW_TRACKING_URI={db} is a file path", f"use sqlite:///{db}")
+
+
 @pytest.mark.parametrize("command", [["mi", "abc"], ["plot", "abc"], ["runs"], ["show", "abc"], ["ui"]])
 def test_no_store_yet(store_env, capsys, command):
     code, _, err = run_cli(command, capsys)
