@@ -193,6 +193,34 @@ def test_help_texts(capsys):
     assert "tishby" in out
 
 
+def test_option_help_prints_literally():
+    """Option help is rich markup: `ibcli[dask]` or `[adam]` written plainly was eaten (`Optimizer .`)."""
+    import typer
+    from rich.text import Text
+
+    from ibcli.cli import app
+
+    for name, command in typer.main.get_command(app).commands.items():
+        for param in command.params:
+            text = getattr(param, "help", None) or ""
+            assert Text.from_markup(text).plain == text.replace("\\[", "["), (name, param.name, text)
+
+
+def test_reproduce_help_states_each_default(capsys):
+    from ibcli.stages.reproduce import DEFAULTS
+
+    code, out, _ = run_cli(["reproduce", "--help"], capsys)
+    flat = " ".join(out.replace("│", " ").split())
+    assert code == 0 and " ." not in flat
+    tishby, saxe = DEFAULTS["tishby"], DEFAULTS["saxe"]
+    for field in ("epochs", "lr", "optimizer", "batch_size", "bins", "jobs", "threads", "band"):
+        assert getattr(tishby, field) == getattr(saxe, field), field
+        assert f"[default: {getattr(tishby, field)}]" in flat, field
+    assert f"[default: {tishby.noise_var}," in flat
+    assert f"[default: tishby {tishby.seeds}, saxe {saxe.seeds}]" in flat
+    assert f"[default: tishby {tishby.records}, saxe {saxe.records}]" in flat
+
+
 def test_no_stale_batch_bar_after_the_last_epoch():
     from rich.progress import Progress
 
