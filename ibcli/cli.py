@@ -29,7 +29,7 @@ import typer
 from rich.markup import escape
 
 from ibcli import run_names
-from ibcli.console import error, note, say, stderr
+from ibcli.console import counted, error, note, say, stderr
 from ibcli.datasets import DATASETS
 from ibcli.devices import DEVICES
 from ibcli.errors import UserError
@@ -164,12 +164,13 @@ def _print_train(summary: dict) -> None:
     rid, acc = summary["run_id"], summary.get("final_metrics", {}).get("test_accuracy")
     accuracy = f", test accuracy {acc:.4f}" if acc is not None else ""
     if summary["status"] == "KILLED":
-        say(f"train run {rid}: KILLED after {summary['epochs']} of {summary['epochs_target']} epochs{accuracy}; "
-            f"its {summary['records']} complete records are kept", style="yellow")
+        kept = "its complete record is" if summary["records"] == 1 else f"its {summary['records']} complete records are"
+        say(f"train run {rid}: KILLED after {summary['epochs']} of {counted(summary['epochs_target'], 'epoch')}{accuracy}; "
+            f"{kept} kept", style="yellow")
         say(f"continue it with: {summary['resume']}")
         return
-    say(f"train run {rid}: {summary['status']}, {summary['epochs']} epochs in {summary['seconds']:.1f} s{accuracy}, "
-        f"{summary['records']} records", style="bold")
+    say(f"train run {rid}: {summary['status']}, {counted(summary['epochs'], 'epoch')} in {summary['seconds']:.1f} s{accuracy}, "
+        f"{counted(summary['records'], 'record')}", style="bold")
     say(f"next: ibcli mi {rid[:8]} --method binning")
 
 
@@ -290,7 +291,7 @@ def mi(
         elif not quiet and "members" in summary:  # a sweep: the stage printed a line per member
             for one in summary["members"] if table else ():
                 print_table(load_table(one, tracking_uri), estimator)
-            say(f"{len(summary['members'])} mi runs; figures averaged over seeds: ibcli plot {summary['sweep_id'][:8]}")
+            say(f"{counted(len(summary['members']), 'mi run')}; figures averaged over seeds: ibcli plot {summary['sweep_id'][:8]}")
         elif not quiet:
             if table:
                 print_table(load_table(summary, tracking_uri), estimator)
@@ -379,7 +380,7 @@ def _train_flags() -> str:
 def _print_sweep(summary: dict) -> None:
     accs = [m["final_metrics"]["test_accuracy"] for m in summary["members"] if "test_accuracy" in m.get("final_metrics", {})]
     acc = f", mean test accuracy {sum(accs) / len(accs):.4f}" if accs else ""
-    say(f"sweep run {summary['sweep_id']}: {summary['status']}, {len(summary['members'])} members in "
+    say(f"sweep run {summary['sweep_id']}: {summary['status']}, {counted(len(summary['members']), 'member')} in "
         f"{summary['seconds']:.0f} s{acc}", style="bold")
     say(f"next: ibcli mi {summary['sweep_id'][:8]} --method binning, then ibcli plot {summary['sweep_id'][:8]}")
 

@@ -238,8 +238,19 @@ def test_train_prints_outcome_and_next_step(trained, capsys):
     code, out, err = _cli(["train", *TRAIN, "--epochs", "1"], capsys, trained["uri"])
     assert code == 0 and out == ""
     lines = err.strip().splitlines()
-    assert lines[-2].startswith("train run ") and "FINISHED, 1 epochs" in lines[-2] and "test accuracy" in lines[-2]
+    assert lines[-2].startswith("train run ") and "FINISHED, 1 epoch in" in lines[-2] and "test accuracy" in lines[-2]
     assert lines[-1].startswith("next: ibcli mi ")
+
+
+def test_counts_of_one_are_singular(trained, capsys):
+    uri, rid = trained["uri"], trained["run_id"]
+    before = {r.info.run_id for r in Store(uri).children(rid, stage="mi")}
+    code, _, err = _cli(["mi", rid, "--method", "binning", "--bins", "5", "--epoch", "1", "--layer", "layer1"], capsys, uri)
+    assert code == 0 and "1 record x 1 layer," in err, err
+    code, _, err = _cli(["mi", rid, "--method", "binning", "--bins", "5", "--layer", "layer1"], capsys, uri)
+    assert code == 0 and "4 records x 1 layer," in err, err
+    added = [r.info.run_id for r in Store(uri).children(rid, stage="mi") if r.info.run_id not in before]
+    assert len(added) == 2 and _cli(["rm", *added, "--quiet"], capsys, uri)[0] == 0  # the other tests' latest mi run stays
 
 
 def test_show_summary_is_the_end_of_make_run(trained, capsys, tmp_path):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rich.text import Text
 
-from ibcli.console import fitted_table, stdout_console
+from ibcli.console import counted, fitted_table, stdout_console
 from ibcli.errors import UserError
 from ibcli.estimators import registry
 from ibcli.metric_names import latest
@@ -184,7 +184,7 @@ def print_train_summary(info: dict) -> None:
     console = stdout_console()
     acc = info["test_accuracy"]
     epochs = info["epochs_done"] if info["epochs_done"] is not None else info["epochs"]
-    console.print(Text(f"train run {info['run_id']} ({info['run_name']}): {info['status']}, {epochs} epochs, "
+    console.print(Text(f"train run {info['run_id']} ({info['run_name']}): {info['status']}, {counted(epochs, 'epoch')}, "
                        f"test accuracy {'?' if acc is None else f'{acc:.4f}'}", style="bold"))
     if not info["mi"]:
         console.print(f"no finished mi run yet: ibcli mi {info['run_id'][:8]} --method binning")

@@ -34,6 +34,7 @@ import pandas as pd
 
 from ibcli import plots
 from ibcli.aggregate import compression_summary
+from ibcli.console import counted
 from ibcli.errors import UserError
 from ibcli.figure_files import check_static_export, write_html, write_static
 from ibcli.stages.mi import run_mi
@@ -90,7 +91,7 @@ class Clock:
 def _sweep_mi_plot(setup: Setup, activation: str, methods: list[str], out: Path, tracking_uri: str | None,
                    clock: Clock, quiet: bool) -> tuple[str, pd.DataFrame]:
     """Sweep -> mi (each method) -> averaged plot into `out`; returns (sweep id, averaged mi table)."""
-    summary = clock.run(f"{activation}: train {setup.seeds} ({setup.epochs} epochs, --jobs {setup.jobs})", run_sweep,
+    summary = clock.run(f"{activation}: train {setup.seeds} ({counted(setup.epochs, 'epoch')}, --jobs {setup.jobs})", run_sweep,
                         setup.train_options(activation), setup.seeds, setup.jobs, setup.threads,
                         f"reproduce-{activation}", tracking_uri, quiet)
     sweep_id = summary["sweep_id"]
@@ -137,7 +138,7 @@ def summary_lines(summaries: dict[str, pd.DataFrame]) -> list[str]:
 def _write_summary(out: Path, name: str, setup: Setup, clock: Clock, sweeps: dict, summaries: dict,
                    extra: list[str]) -> None:
     lines = [f"{name}: 12-bit task (ib12), network 12-10-7-5-4-3-2, {setup.optimizer} lr {setup.lr}, "
-             f"batch {setup.batch_size}, {setup.epochs} epochs, seeds {setup.seeds}, {setup.records} log-spaced records, "
+             f"batch {setup.batch_size}, {counted(setup.epochs, 'epoch')}, seeds {setup.seeds}, {counted(setup.records, 'log-spaced record')}, "
              f"binning {setup.bins} bins" + (f", KDE s2={setup.noise_var}" if name == "saxe" else ""),
              f"mean over seeds; fall = mean I(X;T) at its peak minus at the last epoch (bits); "
              f"sd@last = sd over seeds at the last epoch", ""]
