@@ -61,6 +61,9 @@ DType = _choices("DType", ("float32", "float16"))
 Method = _choices("Method", (*registry.METHODS, *registry.ALIASES))
 Band = _choices("Band", ("sd", "bootstrap"))
 Paper = _choices("Paper", ("tishby", "saxe"))
+#: The metavar of a choice option whose help lists the choices: Typer's own `<a|b|c|...>` makes
+#: the type column so wide that at 80 columns rich cuts option names (`--activation-dty…`).
+NAME = "<name>"
 
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
@@ -94,7 +97,8 @@ def _check_tracking_uri(value: str | None) -> str | None:
 TrackingUri = Annotated[
     Optional[str],
     typer.Option("--tracking-uri", callback=_check_tracking_uri,
-                 help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./runs/mlflow.db)."),
+                 help="MLflow tracking URI, sqlite:///PATH or http(s)://HOST:PORT (default: $MLFLOW_TRACKING_URI, "
+                      "else the SQLite store ./runs/mlflow.db)."),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, tables or notes (errors only).")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout and nothing else (stderr: errors, and progress bars on a terminal).")]
@@ -182,24 +186,24 @@ TRAIN_COMMAND_OPTIONS = ("resume", "run_name", "tracking_uri", "json_out", "quie
 @app.command()
 def train(
     ctx: typer.Context,
-    model: Annotated[Model, typer.Option(help="Network: mlp (784-1024-20-20-20-20-10), cnn, or ib/tishby (12-10-7-5-4-3-2).")] = "mlp",
-    dataset: Annotated[Dataset, typer.Option(help="mnist, fashion-mnist, cifar10, or ib12: the 12-bit task of Shwartz-Ziv & Tishby (shipped, offline).")] = "mnist",
-    activation: Annotated[Activation, typer.Option(help="Hidden-layer nonlinearity.")] = "tanh",
-    optimizer: Annotated[Optimizer, typer.Option(help="sgd (with --momentum) or adam.")] = "adam",
+    model: Annotated[Model, typer.Option(metavar=NAME, help="Network: mlp 784-1024-20-20-20-20-10, cnn, or ib/tishby 12-10-7-5-4-3-2.")] = "mlp",
+    dataset: Annotated[Dataset, typer.Option(metavar=NAME, help="mnist, fashion-mnist, cifar10, or ib12: the 12-bit task of Shwartz-Ziv & Tishby (shipped, offline).")] = "mnist",
+    activation: Annotated[Activation, typer.Option(metavar=NAME, help=f"Hidden-layer nonlinearity: {', '.join(ACTIVATIONS[:-1])} or {ACTIVATIONS[-1]}.")] = "tanh",
+    optimizer: Annotated[Optimizer, typer.Option(metavar=NAME, help="sgd (with --momentum) or adam.")] = "adam",
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
     momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
     weight_decay: Annotated[float, typer.Option(help="L2 weight decay.")] = 0.0,
     epochs: Annotated[int, typer.Option(help="Epochs to train (with --resume: the new total).")] = 20,
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 128,
-    device: Annotated[Device, typer.Option(help="auto = cuda when available, else cpu.")] = "auto",
+    device: Annotated[Device, typer.Option(metavar=NAME, help="auto, cpu or cuda (auto = cuda when available, else cpu).")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for init, shuffling and splits.")] = 0,
     data_dir: Annotated[Optional[Path], typer.Option(help="Holds the datasets in torchvision's layout, e.g. MNIST/raw/ (default: $IBCLI_DATA_DIR, else ./data).")] = None,
     train_fraction: Annotated[Optional[float], typer.Option(help="Image datasets: keep this prefix of the train set; ib12: train share of the split (default 0.85).")] = None,
-    probe_split: Annotated[Optional[ProbeSplit], typer.Option(help="Where the probe set comes from (default: test; all for ib12).")] = None,
+    probe_split: Annotated[Optional[ProbeSplit], typer.Option(metavar=NAME, help="Where the probe set comes from: test, train or all (default: test; all for ib12).")] = None,
     probe_size: Annotated[Optional[int], typer.Option(help="Probe samples (default: the whole split).")] = None,
     log_epochs: Annotated[str, typer.Option(help="Epochs to record: all, every:K, log[:N] (N log-spaced, default 30), none, or 1,2,5.")] = "log:30",
     log_steps: Annotated[str, typer.Option(help="Also record at optimizer steps: none, log:N[:E] (N log-spaced steps in the first E epochs), or 1,2,5.")] = "none",
-    activation_dtype: Annotated[DType, typer.Option(help="dtype of stored activations.")] = "float32",
+    activation_dtype: Annotated[DType, typer.Option(metavar=NAME, help="dtype of stored activations: float32 or float16.")] = "float32",
     grad_stats: Annotated[bool, typer.Option(help="Per-layer gradient mean/std norms and SNR each epoch.")] = True,
     eager: Annotated[bool, typer.Option(help="The plain loop: PyTorch's default optimizer implementation instead of its fused kernel, and on a GPU no CUDA graphs (instead of the captured step).")] = False,
     resume: Annotated[Optional[str], typer.Option(help="Continue this killed or finished train run from its last checkpoint, in the same MLflow run (only --epochs, --device and --data-dir may change).")] = None,
@@ -250,7 +254,8 @@ def _method_options() -> list[inspect.Parameter]:
 def mi(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help="Train run id (or unique prefix); a sweep id runs it on every member.")],
-    method: Annotated[Method, typer.Option(help="Estimator: " + "; ".join(f"{e.name}: {e.title}" for e in registry.ESTIMATORS) + ".")] = "binning",
+    method: Annotated[Method, typer.Option(metavar=NAME, help="Estimator: " + "; ".join(f"{e.name}: {e.title}" for e in registry.ESTIMATORS)
+                                           + "".join(f" ({a} = {m})" for a, m in registry.ALIASES.items()) + ".")] = "binning",
     layers: Annotated[Optional[list[str]], typer.Option("--layer", help="Only these layers (repeatable).")] = None,
     epochs: Annotated[Optional[list[float]], typer.Option("--epoch", help="Only these recorded epochs (repeatable); binning edges still span all epochs.")] = None,
     device: Annotated[Device, typer.Option(help="Torch device of kde, kraskov, sp and mine (auto = cuda when available; binning and renyi run on the CPU). The same numbers on either device, to float rounding.")] = "auto",
@@ -569,12 +574,12 @@ INTERRUPTED_EXIT = 130
 # ---------------------------------------------------------------------------- server
 @app.command()
 def server(
-    backend_store_uri: Annotated[Optional[str], typer.Option(help="The runs' database: postgresql://USER:PASSWORD@HOST:PORT/DB (psycopg), or sqlite:///PATH for a trial (default: $IBCLI_SERVER_BACKEND).")] = None,
+    backend_store_uri: Annotated[Optional[str], typer.Option(help="The runs' database: postgresql://USER:PASS@HOST:PORT/DB (psycopg), or sqlite:///PATH for a trial (default: $IBCLI_SERVER_BACKEND).")] = None,
     artifacts_destination: Annotated[Optional[str], typer.Option(help="Where the server keeps artifacts: a folder, or s3://BUCKET/PREFIX on S3-compatible storage (default: $IBCLI_SERVER_ARTIFACTS, else ./server-artifacts).")] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 for every interface; then see --allowed-hosts and --basic-auth).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
     workers: Annotated[Optional[int], typer.Option(help="Server worker processes (MLflow's default: 4).")] = None,
-    allowed_hosts: Annotated[Optional[str], typer.Option(help="Host headers to accept, comma-separated, e.g. 'mlflow.lab.example:5000,10.0.0.5:5000' (MLflow's default: localhost and private addresses).")] = None,
+    allowed_hosts: Annotated[Optional[str], typer.Option(help="Host headers to accept, comma-separated, e.g. mlflow.lab:5000,10.0.0.5:5000 (MLflow's default: localhost and private addresses).")] = None,
     cors_allowed_origins: Annotated[Optional[str], typer.Option(help="Browser origins allowed to call the API, comma-separated (MLflow's default: localhost).")] = None,
     basic_auth: Annotated[bool, typer.Option("--basic-auth", help="MLflow's basic authentication (users and permissions; config in $MLFLOW_AUTH_CONFIG_PATH).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the mlflow command instead of running it.")] = False,
