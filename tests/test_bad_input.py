@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from conftest import SHARED_DATA, run_cli, seed_store
+from conftest import SHARED_DATA, ib12_train, main_json, run_cli, seed_store
 
 from ibcli.store import FAILURE_TAG, Store
 
@@ -155,6 +155,36 @@ def test_mi_number_out_of_range(store, capsys, option, value):
                             "--tracking-uri", store["uri"]], capsys)
     one_line(code, err, option, "at least 1")
     no_new_good_runs(store)
+
+
+@pytest.fixture(scope="module")
+def ib12_run(tmp_path_factory, store_template):
+    """A store holding one small ib12 train run with activations (4096 probe inputs; seconds to train)."""
+    uri = seed_store(store_template, tmp_path_factory.mktemp("ib12-store"))
+    run_id = main_json([*ib12_train(1), "--tracking-uri", uri])["run_id"]
+    return {"uri": uri, "run_id": run_id}
+
+
+def no_mi_runs(ib12_run) -> None:
+    assert Store(ib12_run["uri"]).children(ib12_run["run_id"], stage="mi") == []
+
+
+@pytest.mark.parametrize("value", ["3", "5"])
+def test_sp_noise_samples_refused_before_the_run(ib12_run, capsys, value):
+    """Odd --noise-samples was refused only mid-estimation, leaving a FAILED mi run; 3 (< 4) before any run."""
+    code, _, err = run_cli(["mi", ib12_run["run_id"], "--method", "sp", "--noise-samples", value,
+                            "--tracking-uri", ib12_run["uri"]], capsys)
+    one_line(code, err, "--noise-samples", "at least 4" if value == "3" else "must be even", value)
+    no_mi_runs(ib12_run)
+
+
+@pytest.mark.parametrize("draws,largest", [(None, 4095), ("3", 12287)])
+def test_kraskov_k_above_the_probe_set_refused_before_the_run(ib12_run, capsys, draws, largest):
+    """--k needs more noisy points (probe inputs x draws; 1 draw for ib12's 10-wide layer1, flagged too wide)."""
+    code, _, err = run_cli(["mi", ib12_run["run_id"], "--method", "kraskov", "--k", "100000",
+                            *(["--ksg-draws", draws] if draws else []), "--tracking-uri", ib12_run["uri"]], capsys)
+    one_line(code, err, "--k 100000", "layer1", "4096 probe inputs", f"--k {largest} or less")
+    no_mi_runs(ib12_run)
 
 
 def test_probe_size_larger_than_split(store_env, capsys, mnist_dir):

@@ -109,6 +109,9 @@ def mi_on_train_run(store: Store, train_run, estimator: Estimator, params: dict,
     artifacts = store.artifacts(train_run)
     manifest = act.load_manifest(artifacts)
     selection = select(manifest, layers, epochs)  # a wrong --layer/--epoch creates no run
+    if manifest.probe.get("size") is not None:  # nor a parameter too large for the probe set (--k)
+        widths = {layer["name"]: layer.get("width") for layer in manifest.layers if layer["name"] in selection.layers}
+        estimator.check_sizes(params, int(manifest.probe["size"]), widths)
     key = mi_key(estimator, params, seed, selection)
     notes = _status_notes(store, train_run, len(manifest.records))
     if not force:
