@@ -537,7 +537,7 @@ def rm(
 def ui(
     host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
-    experiment: Annotated[str, typer.Option(help="The experiment whose runs table opens.")] = "ibcli",
+    experiment: Annotated[Optional[str], typer.Option(help="The experiment whose runs table opens (default: ibcli, or the experiments list while the store has no ibcli experiment).")] = None,
     open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open the runs table in a browser (where there is a display).")] = True,
     tracking_uri: TrackingUri = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the server's command line and the runs table's address instead of starting it.")] = False,
