@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -122,16 +123,23 @@ def _html_figures_to_png(folder: Path) -> list[str]:
 
 
 def summary_lines(summaries: dict[str, pd.DataFrame]) -> list[str]:
-    """Plain-text table: per (setting, estimator, layer) the peak of mean I(X;T) and the fall after it."""
-    lines = [f"{'run':<6} {'estimator':<13} {'layer':<7} {'I(X;T) epoch 0':>14} {'peak epoch':>10} "
-             f"{'peak I(X;T)':>11} {'last':>5} {'fall [bits]':>11} {'sd@last':>7}  {'I(T;Y) first -> last':<20}"]
+    """Plain-text table within 80 columns: per (setting, estimator, layer) the mean I(X;T) at the
+    first record and at its peak, the peak's epoch, the fall after it and the sd over seeds at
+    the last epoch, and I(T;Y) at the first and last record; `*` marks a layer at the log2 N
+    ceiling throughout (a footnote says so)."""
+    lines = [" " * 26 + f"{' I(X;T) [bits] ':-^37} {' I(T;Y) ':-^14}",
+             f"{'run':<4} {'estimator':<12}  {'layer':<6} {'first':>7} {'peak':>6} {'@epoch':>7} {'fall':>6} "
+             f"{'sd@last':>7} {'first':>7} {'last':>6}"]
+    ceiling = False
     for label, table in summaries.items():
         for r in table.itertuples():
             est = r.method if pd.isna(getattr(r, "noise_var", float("nan"))) else f"{r.method} s2={r.noise_var:g}"
-            lines.append(f"{label:<6} {est:<13} {r.layer:<7} {r.first_i_xt_bits:>14.3f} {r.peak_epoch:>10g} "
-                         f"{r.peak_i_xt_bits:>11.3f} {r.last_epoch:>5g} {r.fall_bits:>11.3f} {r.fall_sd_bits:>7.3f}  "
-                         f"{r.i_ty_first_bits:.3f} -> {r.i_ty_last_bits:.3f}"
-                         + ("   (at the log2 N ceiling throughout)" if r.at_ceiling else ""))
+            lines.append(f"{label:<4} {est:<12}  {r.layer:<6} {r.first_i_xt_bits:>7.3f} {r.peak_i_xt_bits:>6.3f} "
+                         f"{r.peak_epoch:>7g} {r.fall_bits:>6.3f} {r.fall_sd_bits:>7.3f} {r.i_ty_first_bits:>7.3f} "
+                         f"{r.i_ty_last_bits:>6.3f}" + ("*" if r.at_ceiling else ""))
+            ceiling = ceiling or bool(r.at_ceiling)
+    if ceiling:
+        lines.append("* at the log2 N ceiling throughout: says nothing about compression")
     return lines
 
 
@@ -142,6 +150,7 @@ def _write_summary(out: Path, name: str, setup: Setup, clock: Clock, sweeps: dic
              f"binning {setup.bins} bins" + (f", KDE s2={setup.noise_var}" if name == "saxe" else ""),
              f"mean over seeds; fall = mean I(X;T) at its peak minus at the last epoch (bits); "
              f"sd@last = sd over seeds at the last epoch", ""]
+    lines = [textwrap.fill(line, 80, break_long_words=False, break_on_hyphens=False) for line in lines]
     lines += summary_lines(summaries)
     lines += ["", "sweeps: " + ", ".join(f"{k} {v}" for k, v in sweeps.items()),
               "seconds: " + ", ".join(f"{k}: {v}" for k, v in clock.phases.items()) + f"; total {clock.total()}"]
