@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
+from urllib.parse import urlsplit
 
 import typer
 from rich.markup import escape
@@ -76,7 +77,7 @@ def file_path_uri_hint(value: str | None, source: str) -> str | None:
     existing file, or ends in .db/.sqlite, means the SQLite store at that path.
     source: how the user gave it ("--tracking-uri" or "$MLFLOW_TRACKING_URI").
     """
-    if not value or "://" in value or value.startswith("file:"):
+    if not value or len(urlsplit(value).scheme) > 1:  # a scheme (a one-letter one is a Windows drive)
         return None
     path = Path(value).expanduser()
     if not (path.is_file() or path.suffix.lower() in SQLITE_SUFFIXES):
