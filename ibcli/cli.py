@@ -24,12 +24,13 @@ from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
+from urllib.parse import urlsplit
 
 import typer
 from rich.markup import escape
 
 from ibcli import run_names
-from ibcli.console import error, note, say, stderr
+from ibcli.console import counted, error, note, say, stderr
 from ibcli.datasets import DATASETS
 from ibcli.devices import DEVICES
 from ibcli.errors import UserError
@@ -61,10 +62,44 @@ DType = _choices("DType", ("float32", "float16"))
 Method = _choices("Method", (*registry.METHODS, *registry.ALIASES))
 Band = _choices("Band", ("sd", "bootstrap"))
 Paper = _choices("Paper", ("tishby", "saxe"))
+#: The metavar of a choice option whose help lists the choices: Typer's own `<a|b|c|...>` makes
+#: the type column so wide that at 80 columns rich cuts option names (`--activation-dty…`).
+NAME = "<name>"
+
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+def file_path_uri_hint(value: str | None, source: str) -> str | None:
+    """The one-line error for a tracking URI that is a plain path to a SQLite file, else None.
+
+    MLflow reads a URI without a scheme as a file store folder (and answers a database file
+    with a long message about its file store); a value without a scheme that names an
+    existing file, or ends in .db/.sqlite, means the SQLite store at that path.
+    source: how the user gave it ("--tracking-uri" or "$MLFLOW_TRACKING_URI").
+    """
+    if not value or len(urlsplit(value).scheme) > 1:  # a scheme (a one-letter one is a Windows drive)
+        return None
+    path = Path(value).expanduser()
+    if not (path.is_file() or path.suffix.lower() in SQLITE_SUFFIXES):
+        return None
+    shown = f"{source} {value}" if source.startswith("--") else f"{source}={value}"
+    return f"{shown} is a file path: use sqlite:///{path}"
+
+
+def _check_tracking_uri(value: str | None) -> str | None:
+    """--tracking-uri (or, without it, $MLFLOW_TRACKING_URI) checked before the command runs."""
+    source, uri = ("--tracking-uri", value) if value else ("$MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI"))
+    hint = file_path_uri_hint(uri, source)
+    if hint:
+        fail(hint)
+    return value
+
 
 TrackingUri = Annotated[
     Optional[str],
-    typer.Option("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./runs/mlflow.db)."),
+    typer.Option("--tracking-uri", callback=_check_tracking_uri,
+                 help="MLflow tracking URI, sqlite:///PATH or http(s)://HOST:PORT (default: $MLFLOW_TRACKING_URI, "
+                      "else the SQLite store ./runs/mlflow.db)."),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, tables or notes (errors only).")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout and nothing else (stderr: errors, and progress bars on a terminal).")]
@@ -134,12 +169,13 @@ def _print_train(summary: dict) -> None:
     rid, acc = summary["run_id"], summary.get("final_metrics", {}).get("test_accuracy")
     accuracy = f", test accuracy {acc:.4f}" if acc is not None else ""
     if summary["status"] == "KILLED":
-        say(f"train run {rid}: KILLED after {summary['epochs']} of {summary['epochs_target']} epochs{accuracy}; "
-            f"its {summary['records']} complete records are kept", style="yellow")
+        kept = "its complete record is" if summary["records"] == 1 else f"its {summary['records']} complete records are"
+        say(f"train run {rid}: KILLED after {summary['epochs']} of {counted(summary['epochs_target'], 'epoch')}{accuracy}; "
+            f"{kept} kept", style="yellow")
         say(f"continue it with: {summary['resume']}")
         return
-    say(f"train run {rid}: {summary['status']}, {summary['epochs']} epochs in {summary['seconds']:.1f} s{accuracy}, "
-        f"{summary['records']} records", style="bold")
+    say(f"train run {rid}: {summary['status']}, {counted(summary['epochs'], 'epoch')} in {summary['seconds']:.1f} s{accuracy}, "
+        f"{counted(summary['records'], 'record')}", style="bold")
     say(f"next: ibcli mi {rid[:8]} --method binning")
 
 
@@ -151,24 +187,24 @@ TRAIN_COMMAND_OPTIONS = ("resume", "run_name", "tracking_uri", "json_out", "quie
 @app.command()
 def train(
     ctx: typer.Context,
-    model: Annotated[Model, typer.Option(help="Network: mlp (784-1024-20-20-20-20-10), cnn, or ib/tishby (12-10-7-5-4-3-2).")] = "mlp",
-    dataset: Annotated[Dataset, typer.Option(help="mnist, fashion-mnist, cifar10, or ib12: the 12-bit task of Shwartz-Ziv & Tishby (shipped, offline).")] = "mnist",
-    activation: Annotated[Activation, typer.Option(help="Hidden-layer nonlinearity.")] = "tanh",
-    optimizer: Annotated[Optimizer, typer.Option(help="sgd (with --momentum) or adam.")] = "adam",
+    model: Annotated[Model, typer.Option(metavar=NAME, help="Network: mlp 784-1024-20-20-20-20-10, cnn, or ib/tishby 12-10-7-5-4-3-2.")] = "mlp",
+    dataset: Annotated[Dataset, typer.Option(metavar=NAME, help="mnist, fashion-mnist, cifar10, or ib12: the 12-bit task of Shwartz-Ziv & Tishby (shipped, offline).")] = "mnist",
+    activation: Annotated[Activation, typer.Option(metavar=NAME, help=f"Hidden-layer nonlinearity: {', '.join(ACTIVATIONS[:-1])} or {ACTIVATIONS[-1]}.")] = "tanh",
+    optimizer: Annotated[Optimizer, typer.Option(metavar=NAME, help="sgd (with --momentum) or adam.")] = "adam",
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
     momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
     weight_decay: Annotated[float, typer.Option(help="L2 weight decay.")] = 0.0,
     epochs: Annotated[int, typer.Option(help="Epochs to train (with --resume: the new total).")] = 20,
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 128,
-    device: Annotated[Device, typer.Option(help="auto = cuda when available, else cpu.")] = "auto",
+    device: Annotated[Device, typer.Option(metavar=NAME, help="auto, cpu or cuda (auto = cuda when available, else cpu).")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for init, shuffling and splits.")] = 0,
     data_dir: Annotated[Optional[Path], typer.Option(help="Holds the datasets in torchvision's layout, e.g. MNIST/raw/ (default: $IBCLI_DATA_DIR, else ./data).")] = None,
     train_fraction: Annotated[Optional[float], typer.Option(help="Image datasets: keep this prefix of the train set; ib12: train share of the split (default 0.85).")] = None,
-    probe_split: Annotated[Optional[ProbeSplit], typer.Option(help="Where the probe set comes from (default: test; all for ib12).")] = None,
+    probe_split: Annotated[Optional[ProbeSplit], typer.Option(metavar=NAME, help="Where the probe set comes from: test, train or all (default: test; all for ib12).")] = None,
     probe_size: Annotated[Optional[int], typer.Option(help="Probe samples (default: the whole split).")] = None,
     log_epochs: Annotated[str, typer.Option(help="Epochs to record: all, every:K, log[:N] (N log-spaced, default 30), none, or 1,2,5.")] = "log:30",
     log_steps: Annotated[str, typer.Option(help="Also record at optimizer steps: none, log:N[:E] (N log-spaced steps in the first E epochs), or 1,2,5.")] = "none",
-    activation_dtype: Annotated[DType, typer.Option(help="dtype of stored activations.")] = "float32",
+    activation_dtype: Annotated[DType, typer.Option(metavar=NAME, help="dtype of stored activations: float32 or float16.")] = "float32",
     grad_stats: Annotated[bool, typer.Option(help="Per-layer gradient mean/std norms and SNR each epoch.")] = True,
     eager: Annotated[bool, typer.Option(help="The plain loop: PyTorch's default optimizer implementation instead of its fused kernel, and on a GPU no CUDA graphs (instead of the captured step).")] = False,
     resume: Annotated[Optional[str], typer.Option(help="Continue this killed or finished train run from its last checkpoint, in the same MLflow run (only --epochs, --device and --data-dir may change).")] = None,
@@ -219,15 +255,16 @@ def _method_options() -> list[inspect.Parameter]:
 def mi(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help="Train run id (or unique prefix); a sweep id runs it on every member.")],
-    method: Annotated[Method, typer.Option(help="Estimator: " + "; ".join(f"{e.name}: {e.title}" for e in registry.ESTIMATORS) + ".")] = "binning",
+    method: Annotated[Method, typer.Option(metavar=NAME, help="Estimator: " + "; ".join(f"{e.name}: {e.title}" for e in registry.ESTIMATORS)
+                                           + "".join(f" ({a} = {m})" for a, m in registry.ALIASES.items()) + ".")] = "binning",
     layers: Annotated[Optional[list[str]], typer.Option("--layer", help="Only these layers (repeatable).")] = None,
     epochs: Annotated[Optional[list[float]], typer.Option("--epoch", help="Only these recorded epochs (repeatable); binning edges still span all epochs.")] = None,
     device: Annotated[Device, typer.Option(help="Torch device of kde, kraskov, sp and mine (auto = cuda when available; binning and renyi run on the CPU). The same numbers on either device, to float rounding.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of every random draw (added noise, MINE's training); each record adds its step.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Compute even if a finished mi run of this train run has the same method, parameters, seed, records and layers (without it, that run is reused).")] = False,
     table: Annotated[bool, typer.Option("--table", help="Also print every (epoch, layer) row, before the per-layer summary.")] = False,
-    jobs: Annotated[Optional[int], typer.Option(help="Run the (epoch, layer) tasks in N local Dask worker processes (needs ibcli[dask]).")] = None,
-    scheduler: Annotated[Optional[str], typer.Option(help="Run the tasks on the Dask cluster at this address, e.g. tcp://HOST:8786 (needs ibcli[dask]).")] = None,
+    jobs: Annotated[Optional[int], typer.Option(help="Run the (epoch, layer) tasks in N local Dask worker processes (needs ibcli\\[dask]).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Run the tasks on the Dask cluster at this address, e.g. tcp://HOST:8786 (needs ibcli\\[dask]).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="BLAS/torch threads (and cores) of each --jobs worker (default: cores // jobs), or of this process without --jobs.")] = None,
     tracking_uri: TrackingUri = None,
     json_out: JsonOut = False,
@@ -260,7 +297,7 @@ def mi(
         elif not quiet and "members" in summary:  # a sweep: the stage printed a line per member
             for one in summary["members"] if table else ():
                 print_table(load_table(one, tracking_uri), estimator)
-            say(f"{len(summary['members'])} mi runs; figures averaged over seeds: ibcli plot {summary['sweep_id'][:8]}")
+            say(f"{counted(len(summary['members']), 'mi run')}; figures averaged over seeds: ibcli plot {summary['sweep_id'][:8]}")
         elif not quiet:
             if table:
                 print_table(load_table(summary, tracking_uri), estimator)
@@ -349,7 +386,7 @@ def _train_flags() -> str:
 def _print_sweep(summary: dict) -> None:
     accs = [m["final_metrics"]["test_accuracy"] for m in summary["members"] if "test_accuracy" in m.get("final_metrics", {})]
     acc = f", mean test accuracy {sum(accs) / len(accs):.4f}" if accs else ""
-    say(f"sweep run {summary['sweep_id']}: {summary['status']}, {len(summary['members'])} members in "
+    say(f"sweep run {summary['sweep_id']}: {summary['status']}, {counted(len(summary['members']), 'member')} in "
         f"{summary['seconds']:.0f} s{acc}", style="bold")
     say(f"next: ibcli mi {summary['sweep_id'][:8]} --method binning, then ibcli plot {summary['sweep_id'][:8]}")
 
@@ -362,7 +399,7 @@ def sweep(
     seeds: Annotated[str, typer.Option(help='Seeds, one train run each: a range "0-9", a list "0,1,5" or one seed "3".')] = "0-4",
     jobs: Annotated[int, typer.Option(help="Train runs at a time (parallel processes).")] = 1,
     threads: Annotated[Optional[int], typer.Option(help="Torch threads per run (default: cores // jobs).")] = None,
-    scheduler: Annotated[Optional[str], typer.Option(help="Run the members on the Dask cluster at this address (tcp://HOST:8786) instead of --jobs local processes; needs ibcli[dask] and a store every worker reaches.")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Run the members on the Dask cluster at this address (tcp://HOST:8786) instead of --jobs local processes; needs ibcli\\[dask] and a store every worker reaches.")] = None,
     run_name: Annotated[Optional[str], typer.Option(help="MLflow run name of the sweep (members get NAME-seedS).")] = None,
     tracking_uri: TrackingUri = None,
     json_out: JsonOut = False,
@@ -400,18 +437,18 @@ def sweep(
 @app.command()
 def reproduce(
     paper: Annotated[Paper, typer.Argument(help="tishby: Shwartz-Ziv & Tishby (2017), binning; saxe: Saxe et al. (2018), tanh vs ReLU, binning and KDE.")],
-    out: Annotated[Optional[Path], typer.Option(help="Folder for the figures and summary.txt (default results/PAPER).")] = None,
-    seeds: Annotated[Optional[str], typer.Option(help="Seeds (tishby 0-7, saxe 0-3).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs per run [2000].")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate [0.003].")] = None,
-    optimizer: Annotated[Optional[Optimizer], typer.Option(help="Optimizer [adam].")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Mini-batch size [512].")] = None,
-    records: Annotated[Optional[int], typer.Option(help="Log-spaced recorded epochs (tishby 40, saxe 30).")] = None,
-    bins: Annotated[Optional[int], typer.Option(help="Binning: bins [30].")] = None,
-    noise_var: Annotated[Optional[float], typer.Option(help="KDE noise variance s2 [0.001, as Saxe et al.'s code].")] = None,
-    jobs: Annotated[Optional[int], typer.Option(help="Train runs at a time [2].")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="Torch threads per run [1].")] = None,
-    band: Annotated[Optional[Band], typer.Option(help="Band around the mean over seeds [sd].")] = None,
+    out: Annotated[Optional[Path], typer.Option(help=r"Folder for the figures, summary.txt and summary.json. \[default: results/PAPER]")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help=r'Seeds, one train run each: a range "0-7", a list "0,1,5" or one seed "3". \[default: tishby 0-7, saxe 0-3]')] = None,
+    epochs: Annotated[Optional[int], typer.Option(help=r"Epochs per train run. \[default: 2000]")] = None,
+    lr: Annotated[Optional[float], typer.Option(help=r"Learning rate. \[default: 0.003]")] = None,
+    optimizer: Annotated[Optional[Optimizer], typer.Option(help=r"Optimizer of every train run: sgd (momentum 0.9) or adam. \[default: adam]")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help=r"Mini-batch size. \[default: 512]")] = None,
+    records: Annotated[Optional[int], typer.Option(help=r"Recorded epochs, log-spaced (plus epoch 0). \[default: tishby 40, saxe 30]")] = None,
+    bins: Annotated[Optional[int], typer.Option(help=r"Bins of the binning estimator. \[default: 30]")] = None,
+    noise_var: Annotated[Optional[float], typer.Option(help=r"Noise variance s2 of the KDE estimator (saxe). \[default: 0.001, as in Saxe et al.'s code]")] = None,
+    jobs: Annotated[Optional[int], typer.Option(help=r"Train runs at a time. \[default: 2]")] = None,
+    threads: Annotated[Optional[int], typer.Option(help=r"Torch threads per train run. \[default: 1]")] = None,
+    band: Annotated[Optional[Band], typer.Option(help=r"The band around the mean over seeds in the figures: sd (mean ± sd) or bootstrap (95% interval of the mean). \[default: sd]")] = None,
     tracking_uri: TrackingUri = None,
     quiet: Quiet = False,
 ):
@@ -501,7 +538,7 @@ def rm(
 def ui(
     host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
-    experiment: Annotated[str, typer.Option(help="The experiment whose runs table opens.")] = "ibcli",
+    experiment: Annotated[Optional[str], typer.Option(help="The experiment whose runs table opens (default: ibcli, or the experiments list while the store has no ibcli experiment).")] = None,
     open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open the runs table in a browser (where there is a display).")] = True,
     tracking_uri: TrackingUri = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the server's command line and the runs table's address instead of starting it.")] = False,
@@ -538,12 +575,12 @@ INTERRUPTED_EXIT = 130
 # ---------------------------------------------------------------------------- server
 @app.command()
 def server(
-    backend_store_uri: Annotated[Optional[str], typer.Option(help="The runs' database: postgresql://USER:PASSWORD@HOST:PORT/DB (psycopg), or sqlite:///PATH for a trial (default: $IBCLI_SERVER_BACKEND).")] = None,
+    backend_store_uri: Annotated[Optional[str], typer.Option(help="The runs' database: postgresql://USER:PASS@HOST:PORT/DB (psycopg), or sqlite:///PATH for a trial (default: $IBCLI_SERVER_BACKEND).")] = None,
     artifacts_destination: Annotated[Optional[str], typer.Option(help="Where the server keeps artifacts: a folder, or s3://BUCKET/PREFIX on S3-compatible storage (default: $IBCLI_SERVER_ARTIFACTS, else ./server-artifacts).")] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 for every interface; then see --allowed-hosts and --basic-auth).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
     workers: Annotated[Optional[int], typer.Option(help="Server worker processes (MLflow's default: 4).")] = None,
-    allowed_hosts: Annotated[Optional[str], typer.Option(help="Host headers to accept, comma-separated, e.g. 'mlflow.lab.example:5000,10.0.0.5:5000' (MLflow's default: localhost and private addresses).")] = None,
+    allowed_hosts: Annotated[Optional[str], typer.Option(help="Host headers to accept, comma-separated, e.g. mlflow.lab:5000,10.0.0.5:5000 (MLflow's default: localhost and private addresses).")] = None,
     cors_allowed_origins: Annotated[Optional[str], typer.Option(help="Browser origins allowed to call the API, comma-separated (MLflow's default: localhost).")] = None,
     basic_auth: Annotated[bool, typer.Option("--basic-auth", help="MLflow's basic authentication (users and permissions; config in $MLFLOW_AUTH_CONFIG_PATH).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the mlflow command instead of running it.")] = False,

@@ -24,6 +24,11 @@ def stdout_console() -> Console:
     return Console(markup=False, highlight=False, soft_wrap=True)
 
 
+def counted(n, noun: str, plural: str | None = None) -> str:
+    """`n` and the noun, plural unless n is 1: "1 record", "3 records", "1 mi run"."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def error(message: str) -> None:
     """One `error: MESSAGE` line on stderr, the message literal."""
     stderr.print(Text.assemble(("error:", "bold red"), " ", message))

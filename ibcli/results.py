@@ -7,6 +7,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ibcli import activations as act
+from ibcli.console import counted
 from ibcli.errors import UserError
 from ibcli.metric_names import read_keys
 from ibcli.mi_table import MI_FILE, read_mi_table
@@ -143,7 +144,7 @@ def member_mi_tables(store: Store, members: list) -> tuple[pd.DataFrame, list[st
     for method, g in mi.groupby("method"):
         missing = sorted({seed_of(m) for m in members} - set(g["seed"]))
         if missing:
-            notes.append(f"{method}: seeds {missing} have no {method} mi run; averaged over {g['seed'].nunique()} seeds")
+            notes.append(f"{method}: seeds {missing} have no {method} mi run; averaged over {counted(g['seed'].nunique(), 'seed')}")
     return mi, notes
 
 

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from conftest import SHARED_DATA, run_cli, seed_store
+from conftest import SHARED_DATA, ib12_train, main_json, run_cli, seed_store
 
 from ibcli.store import FAILURE_TAG, Store
 
@@ -155,6 +155,36 @@ def test_mi_number_out_of_range(store, capsys, option, value):
                             "--tracking-uri", store["uri"]], capsys)
     one_line(code, err, option, "at least 1")
     no_new_good_runs(store)
+
+
+@pytest.fixture(scope="module")
+def ib12_run(tmp_path_factory, store_template):
+    """A store holding one small ib12 train run with activations (4096 probe inputs; seconds to train)."""
+    uri = seed_store(store_template, tmp_path_factory.mktemp("ib12-store"))
+    run_id = main_json([*ib12_train(1), "--tracking-uri", uri])["run_id"]
+    return {"uri": uri, "run_id": run_id}
+
+
+def no_mi_runs(ib12_run) -> None:
+    assert Store(ib12_run["uri"]).children(ib12_run["run_id"], stage="mi") == []
+
+
+@pytest.mark.parametrize("value", ["3", "5"])
+def test_sp_noise_samples_refused_before_the_run(ib12_run, capsys, value):
+    """Odd --noise-samples was refused only mid-estimation, leaving a FAILED mi run; 3 (< 4) before any run."""
+    code, _, err = run_cli(["mi", ib12_run["run_id"], "--method", "sp", "--noise-samples", value,
+                            "--tracking-uri", ib12_run["uri"]], capsys)
+    one_line(code, err, "--noise-samples", "at least 4" if value == "3" else "must be even", value)
+    no_mi_runs(ib12_run)
+
+
+@pytest.mark.parametrize("draws,largest", [(None, 4095), ("3", 12287)])
+def test_kraskov_k_above_the_probe_set_refused_before_the_run(ib12_run, capsys, draws, largest):
+    """--k needs more noisy points (probe inputs x draws; 1 draw for ib12's 10-wide layer1, flagged too wide)."""
+    code, _, err = run_cli(["mi", ib12_run["run_id"], "--method", "kraskov", "--k", "100000",
+                            *(["--ksg-draws", draws] if draws else []), "--tracking-uri", ib12_run["uri"]], capsys)
+    one_line(code, err, "--k 100000", "layer1", "4096 probe inputs", f"--k {largest} or less")
+    no_mi_runs(ib12_run)
 
 
 def test_probe_size_larger_than_split(store_env, capsys, mnist_dir):
@@ -338,6 +368,25 @@ def test_store_database_corrupt(tmp_path, capsys):
 def test_tracking_uri_unknown_scheme(store_env, capsys):
     code, _, err = run_cli(["runs", "--tracking-uri", "nosuchscheme://host/x"], capsys)
     one_line(code, err, "unsupported tracking URI 'nosuchscheme://host/x'", "--tracking-uri sqlite:///")
+
+
+@pytest.mark.parametrize("existing", [True, False])
+def test_tracking_uri_given_as_a_file_path(store, capsys, existing):
+    """A plain path to the SQLite file (no sqlite:///): the URI to type, not MLflow's file-store message."""
+    db = store["uri"][len("sqlite:///"):]
+    path = db if existing else os.path.join(os.path.dirname(db), "other.db")
+    code, _, err = run_cli(["mi", store["ids"]["bare"], "--tracking-uri", path], capsys)
+    line = one_line(code, err, f"--tracking-uri {path} is a file path", f"use sqlite:///{path}")
+    assert "maintenance" not in line
+    assert existing or not os.path.exists(path)
+    no_new_good_runs(store)
+
+
+def test_tracking_uri_env_var_as_a_file_path(store, capsys, monkeypatch):
+    db = store["uri"][len("sqlite:///"):]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", db)
+    code, _, err = run_cli(["runs"], capsys)
+    one_line(code, err, f"$MLFLOW_TRACKING_URI={db} is a file path", f"use sqlite:///{db}")
 
 
 @pytest.mark.parametrize("command", [["mi", "abc"], ["plot", "abc"], ["runs"], ["show", "abc"], ["ui"]])

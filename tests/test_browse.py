@@ -111,8 +111,20 @@ def test_ui_command(filled, capsys):
     experiment = Store(filled["uri"]).client.get_experiment_by_name("ibcli").experiment_id
     # the runs table of the ibcli experiment, in MLflow 3's classic (not GenAI) view
     assert url == f"http://127.0.0.1:5077/#/experiments/{experiment}/runs?workflowType=machine_learning"
-    code, out, _ = run_cli(["ui", "--experiment", "nope", "--dry-run", "--tracking-uri", filled["uri"]], capsys)
-    assert out.strip().splitlines()[1] == "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
+    code, out, err = run_cli(["ui", "--experiment", "ibcli", "--dry-run", "--tracking-uri", filled["uri"]], capsys)
+    assert code == 0 and out.strip().splitlines()[1] == f"http://127.0.0.1:5000/#/experiments/{experiment}/runs?workflowType=machine_learning"
+
+
+def test_ui_unknown_experiment(filled, capsys, tmp_path, store_template):
+    """A mistyped --experiment is a one-line error naming the store's experiments (it silently opened the
+    experiments list, exit 0); without --experiment, a store with no ibcli experiment opens that list."""
+    code, out, err = run_cli(["ui", "--experiment", "nope", "--dry-run", "--tracking-uri", filled["uri"]], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and out == "" and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("error: no experiment 'nope' in the store") and "'ibcli'" in lines[0], lines[0]
+    empty = seed_store(store_template, tmp_path)
+    code, out, err = run_cli(["ui", "--dry-run", "--tracking-uri", empty], capsys)
+    assert code == 0 and out.strip().splitlines()[1] == "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning", err
 
 
 FAKE_SERVER = """

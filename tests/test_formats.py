@@ -66,6 +66,27 @@ def test_gradient_table_schema_matches_the_readme(trained):
     assert set(table.column_names) <= documented, set(table.column_names) - documented
 
 
+def test_mi_table_columns_match_the_readme():
+    """Every mi.parquet column, with its type, is in the README's table (mine_seeds, mine_baseline
+    and noise_samples were missing)."""
+    from ibcli.mi_table import columns
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("| column | type | meaning |"):]
+    section = section[: section.index("\n\n")]
+    documented = {}
+    for row in section.splitlines()[2:]:
+        names_cell, types_cell = [cell.strip() for cell in row.strip("|").split("|")[:2]]
+        names = re.findall(r"\b[a-z]\w*\b", names_cell.replace("(and i_xt_…)", ""))
+        types = [t.strip() for t in types_cell.split(",")]
+        for name, dtype in zip(names, types if len(types) == len(names) else types * len(names)):
+            documented[name] = dtype
+            if "(and i_xt_…)" in names_cell:
+                documented[name.replace("i_ty_", "i_xt_")] = dtype
+    assert {name: documented.get(name) for name in columns()} == columns()
+    assert set(documented) <= set(columns()), set(documented) - set(columns())
+
+
 def _to_format_1(arts) -> None:
     """Rewrite a run's activations as the first format wrote them: activation column only,
     json.dumps metadata, manifest format ibcli.activations/1; and gradient epochs as int64."""

@@ -143,6 +143,19 @@ def test_compression_summary_peak_and_fall():
     assert summary.loc["layer2", "i_ty_last_bits"] == pytest.approx(0.4)
 
 
+def test_reproduce_summary_table_fits_80_columns():
+    """`ibcli reproduce`'s summary table (summary.txt and stdout) was about 140 columns wide."""
+    from ibcli.stages.reproduce import summary_lines
+
+    binning = compression_summary(average_mi(_synthetic()))
+    kde = binning.assign(method="kde", noise_var=0.001, at_ceiling=[True, False])
+    lines = summary_lines({"tanh": pd.concat([binning, kde]), "relu": binning})
+    assert all(len(line) <= 80 for line in lines), "\n".join(lines)
+    row = next(line.split() for line in lines if line.startswith("tanh kde s2=0.001  layer1"))
+    assert row[4:] == ["5.000", "9.000", "10", "2.500", f"{math.sqrt(5.0 / 3.0):.3f}", "0.500", "0.650*"]
+    assert lines[-1].startswith("* at the log2 N ceiling throughout")
+
+
 def test_averaged_figures_carry_the_band():
     from ibcli import plots
 

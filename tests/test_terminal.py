@@ -193,6 +193,43 @@ def test_help_texts(capsys):
     assert "tishby" in out
 
 
+def test_option_help_prints_literally():
+    """Option help is rich markup: `ibcli[dask]` or `[adam]` written plainly was eaten (`Optimizer .`)."""
+    import typer
+    from rich.text import Text
+
+    from ibcli.cli import app
+
+    for name, command in typer.main.get_command(app).commands.items():
+        for param in command.params:
+            text = getattr(param, "help", None) or ""
+            assert Text.from_markup(text).plain == text.replace("\\[", "["), (name, param.name, text)
+
+
+@pytest.mark.parametrize("command", ["train", "mi", "plot", "sweep", "reproduce", "runs", "show", "rm", "ui", "server"])
+def test_help_at_80_columns_cuts_nothing(capsys, monkeypatch, command):
+    """Typer's `<mlp|cnn|ib|tishby>` type column made rich cut `--activation-dty…`; long words cut `sqlite:///./runs…`."""
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run_cli([command, "--help"], capsys)
+    assert code == 0 and "--help" in out
+    assert "…" not in out, out
+
+
+def test_reproduce_help_states_each_default(capsys):
+    from ibcli.stages.reproduce import DEFAULTS
+
+    code, out, _ = run_cli(["reproduce", "--help"], capsys)
+    flat = " ".join(out.replace("│", " ").split())
+    assert code == 0 and " . " not in flat  # "Optimizer ." where markup ate "[adam]"
+    tishby, saxe = DEFAULTS["tishby"], DEFAULTS["saxe"]
+    for field in ("epochs", "lr", "optimizer", "batch_size", "bins", "jobs", "threads", "band"):
+        assert getattr(tishby, field) == getattr(saxe, field), field
+        assert f"[default: {getattr(tishby, field)}]" in flat, field
+    assert f"[default: {tishby.noise_var}," in flat
+    assert f"[default: tishby {tishby.seeds}, saxe {saxe.seeds}]" in flat
+    assert f"[default: tishby {tishby.records}, saxe {saxe.records}]" in flat
+
+
 def test_no_stale_batch_bar_after_the_last_epoch():
     from rich.progress import Progress
 
@@ -210,8 +247,19 @@ def test_train_prints_outcome_and_next_step(trained, capsys):
     code, out, err = _cli(["train", *TRAIN, "--epochs", "1"], capsys, trained["uri"])
     assert code == 0 and out == ""
     lines = err.strip().splitlines()
-    assert lines[-2].startswith("train run ") and "FINISHED, 1 epochs" in lines[-2] and "test accuracy" in lines[-2]
+    assert lines[-2].startswith("train run ") and "FINISHED, 1 epoch in" in lines[-2] and "test accuracy" in lines[-2]
     assert lines[-1].startswith("next: ibcli mi ")
+
+
+def test_counts_of_one_are_singular(trained, capsys):
+    uri, rid = trained["uri"], trained["run_id"]
+    before = {r.info.run_id for r in Store(uri).children(rid, stage="mi")}
+    code, _, err = _cli(["mi", rid, "--method", "binning", "--bins", "5", "--epoch", "1", "--layer", "layer1"], capsys, uri)
+    assert code == 0 and "1 record x 1 layer," in err, err
+    code, _, err = _cli(["mi", rid, "--method", "binning", "--bins", "5", "--layer", "layer1"], capsys, uri)
+    assert code == 0 and "4 records x 1 layer," in err, err
+    added = [r.info.run_id for r in Store(uri).children(rid, stage="mi") if r.info.run_id not in before]
+    assert len(added) == 2 and _cli(["rm", *added, "--quiet"], capsys, uri)[0] == 0  # the other tests' latest mi run stays
 
 
 def test_show_summary_is_the_end_of_make_run(trained, capsys, tmp_path):

@@ -462,7 +462,7 @@ class BinningEstimator(Estimator):
     """
 
     name = "binning"
-    title = "binning: plug-in entropies of binned activations (Shwartz-Ziv & Tishby 2017; adaptive: Chelombiev et al. 2019)"
+    title = "plug-in entropies of binned activations (Shwartz-Ziv & Tishby 2017; adaptive: Chelombiev et al. 2019)"
     params = (
         Param("bins", int, 30, "number of bins spanning the layer's range over all recorded epochs (adaptive: at most)", low=1),
         Param("binning", str, "uniform", "uniform: equal-width bins; adaptive: equal-mass bins (quantiles)", choices=STRATEGIES),

@@ -200,6 +200,15 @@ class Estimator:
                 shown.append(f"{'s2' if p.name == 'noise_var' else p.name}={v:g}" if isinstance(v, (int, float)) else f"{p.name}={v}")
         return f"{self.name} ({', '.join(shown)})" if shown else self.name
 
+    def check_sizes(self, params: dict, n: int, widths: dict) -> None:
+        """Refuse parameters the data's size cannot meet, before an mi run exists: `n` probe
+        samples, `widths` {layer: coordinates (None if unknown)} of the chosen layers; `params`
+        is `check_params`'s output. The default checks nothing.
+
+        Raises:
+            EstimatorInputError: a parameter too large for this data (message names the option).
+        """
+
     def prepare(self, layers: LayerValues, layer_names: list[str], params: dict, seed: int) -> dict:
         """Per-layer context computed once per mi run from all records (e.g. binning's edges).
 

@@ -705,6 +705,21 @@ class KSGEstimator(Estimator):
     columns = SE_COLUMNS + SD_COLUMNS + BASELINE_COLUMNS + (FLAG_COLUMN,)
     uses_device = True
 
+    def check_sizes(self, params: dict, n: int, widths: dict) -> None:
+        """--k below the noisy points N x M of every chosen layer (M: --ksg-draws, else 2, or 1 for
+        a layer flagged too wide), as `ksg_information_plane` needs; checked before the run exists.
+
+        Raises:
+            EstimatorInputError: k too large for a layer (the message gives the largest k allowed).
+        """
+        k, given = params["k"], params["ksg_draws"]
+        for layer, d in widths.items():
+            draws = given if given is not None else (1 if d is not None and d > max_width(n) else 2)
+            if n * draws <= k:
+                raise EstimatorInputError(
+                    f"--k {k} needs more than {k} noisy points, but layer {layer} has {n} probe inputs x "
+                    f"{draws} noise draw(s): pass --k {n * draws - 1} or less")
+
     def points(self, t, labels, *, x=None, params, context=None, seed=0, device="cpu"):
         pts = ksg_information_plane(t, labels, params["noise_var"], k=params["k"], draws=params["ksg_draws"],
                                     repeats=params["repeats"], baseline=params["ksg_baseline"], seed=seed,

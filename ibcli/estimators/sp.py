@@ -416,6 +416,18 @@ class SampleNoiseEstimator(Estimator):
     columns = SE_COLUMNS
     uses_device = True
 
+    def check_params(self, given: dict) -> dict:
+        """As `Estimator.check_params`, and --noise-samples even: refused with the other option
+        checks, before any run exists (not by `sp_information_plane` in the middle of a run).
+
+        Raises:
+            EstimatorInputError: as `Estimator.check_params`; an odd noise_samples.
+        """
+        params = super().check_params(given)
+        if params["noise_samples"] % 2:
+            raise EstimatorInputError(f"{NOISE_SAMPLES.flag} must be even (antithetic pairs e, -e), got {params['noise_samples']}")
+        return params
+
     def points(self, t, labels, *, x=None, params: dict, context=None, seed: int = 0,
                device: str = "cpu") -> list[PlanePoint]:
         """One point per noise variance: I(X; T+Z), I(T+Z; Y) and their se, in nats.

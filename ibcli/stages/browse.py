@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rich.text import Text
 
-from ibcli.console import fitted_table, stdout_console
+from ibcli.console import counted, fitted_table, stdout_console
 from ibcli.errors import UserError
 from ibcli.estimators import registry
 from ibcli.metric_names import latest
@@ -184,7 +184,7 @@ def print_train_summary(info: dict) -> None:
     console = stdout_console()
     acc = info["test_accuracy"]
     epochs = info["epochs_done"] if info["epochs_done"] is not None else info["epochs"]
-    console.print(Text(f"train run {info['run_id']} ({info['run_name']}): {info['status']}, {epochs} epochs, "
+    console.print(Text(f"train run {info['run_id']} ({info['run_name']}): {info['status']}, {counted(epochs, 'epoch')}, "
                        f"test accuracy {'?' if acc is None else f'{acc:.4f}'}", style="bold"))
     if not info["mi"]:
         console.print(f"no finished mi run yet: ibcli mi {info['run_id'][:8]} --method binning")
@@ -263,11 +263,11 @@ UI_START_SECONDS = 180.0
 POSIX = os.name == "posix"
 
 
-def prepare_ui(tracking_uri: str | None, host: str, port: int, experiment: str = DEFAULT_EXPERIMENT) -> tuple[list[str], str]:
+def prepare_ui(tracking_uri: str | None, host: str, port: int, experiment: str | None = None) -> tuple[list[str], str]:
     """(`ui_command`, `runs_url`) of this project's store, opened once.
 
     Raises:
-        UserError: as `ui_command`.
+        UserError: as `ui_command` and `runs_url`.
     """
     store = Store(tracking_uri, must_exist=True)
     return ui_command(store, host, port), runs_url(store, host, port, experiment)
@@ -289,13 +289,21 @@ def ui_command(store: Store, host: str, port: int) -> list[str]:
             "--workers", "1", "--uvicorn-opts", "--log-level warning --no-access-log"]
 
 
-def runs_url(store: Store, host: str, port: int, experiment: str = DEFAULT_EXPERIMENT) -> str:
-    """The address of the experiment's runs table (the experiments list when it does not exist yet).
+def runs_url(store: Store, host: str, port: int, experiment: str | None = None) -> str:
+    """The address of `experiment`'s runs table; without one, the ibcli experiment's (the
+    experiments list while the store has no ibcli experiment, e.g. only `ibcli reproduce` runs).
 
     `workflowType=machine_learning` opens MLflow 3's classic view (runs, metrics, artifacts)
     instead of its GenAI one (traces); the UI remembers the choice.
+
+    Raises:
+        UserError: `experiment` is not in the store (the message lists the ones that are).
     """
-    exp = store.client.get_experiment_by_name(experiment)
+    exp = store.client.get_experiment_by_name(experiment or DEFAULT_EXPERIMENT)
+    if exp is None and experiment is not None:
+        names = sorted(e.name for e in store.client.search_experiments())
+        raise UserError(f"no experiment {experiment!r} in the store {store.uri}: pass --experiment with one of "
+                        f"{', '.join(map(repr, names))}")
     where = "0.0.0.0", "::", ""
     base = f"http://{'127.0.0.1' if host in where else host}:{port}"
     page = f"experiments/{exp.experiment_id}/runs" if exp is not None else "experiments"

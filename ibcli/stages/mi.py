@@ -18,7 +18,7 @@ from rich.table import Table
 
 from ibcli import activations as act
 from ibcli.aggregate import run_summary
-from ibcli.console import fitted_table, note, say, stderr
+from ibcli.console import counted, fitted_table, note, say, stderr
 from ibcli.devices import resolve_device
 from ibcli.errors import UserError
 from ibcli.estimators import registry
@@ -111,6 +111,9 @@ def mi_on_train_run(store: Store, train_run, estimator: Estimator, params: dict,
     artifacts = store.artifacts(train_run)
     manifest = act.load_manifest(artifacts)
     selection = select(manifest, layers, epochs)  # a wrong --layer/--epoch creates no run
+    if manifest.probe.get("size") is not None:  # nor a parameter too large for the probe set (--k)
+        widths = {layer["name"]: layer.get("width") for layer in manifest.layers if layer["name"] in selection.layers}
+        estimator.check_sizes(params, int(manifest.probe["size"]), widths)
     key = mi_key(estimator, params, seed, selection)
     notes = _status_notes(store, train_run, len(manifest.records))
     if not force:
@@ -168,16 +171,17 @@ def _summary(train_run, mi_run, estimator: Estimator, table: pd.DataFrame, selec
 def _status_notes(store: Store, train_run, n: int) -> list[str]:
     """What the user should know about a train run that did not simply finish."""
     status = train_run.info.status
+    records = counted(n, "complete record")
     if status == "RUNNING":
         live = store.is_live(train_run.info.run_id)
         if live:
-            return [f"train run is still training (live): using the {n} complete records so far"]
+            return [f"train run is still training (live): using the {records} so far"]
         if live is None:
-            return [f"train run is still RUNNING (live, or killed without cleanup): using its {n} complete records"]
+            return [f"train run is still RUNNING (live, or killed without cleanup): using its {records}"]
         return [f"train run is RUNNING in MLflow but no process trains it (killed without cleanup, e.g. kill -9): "
-                f"using its {n} complete records; `ibcli train --resume {train_run.info.run_id[:8]}` continues it"]
+                f"using its {records}; `ibcli train --resume {train_run.info.run_id[:8]}` continues it"]
     if status != "FINISHED":
-        return [f"train run ended {status}: using its {n} complete records"]
+        return [f"train run ended {status}: using its {records}"]
     return []
 
 
@@ -230,7 +234,7 @@ def _log_results(store: Store, mi_id: str, table: pd.DataFrame, seconds: float) 
 def print_summary(summary: dict) -> None:
     """What `ibcli mi` prints (stderr): the mi run's id, then per layer (and noise variance) the
     first, peak and last I(X;T) and the compression (peak - last), in bits."""
-    where = f"{summary['records']} records x {summary['layer_count']} layers"
+    where = f"{counted(summary['records'], 'record')} x {counted(summary['layer_count'], 'layer')}"
     took = "reused" if summary["reused"] else f"{summary['seconds']:.1f} s"
     say(f"mi run {summary['mi_run_id']} ({summary['method']} on train run {summary['train_run_id'][:8]}, {where}, {took})",
         style="bold")

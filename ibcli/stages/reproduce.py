@@ -1,6 +1,6 @@
 """`ibcli reproduce`: the information-plane papers on the 12-bit task (`make reproduce-*`).
 
-    ibcli reproduce tishby [--out results/tishby] [--seeds 0-5] [--epochs N] ...
+    ibcli reproduce tishby [--out results/tishby] [--seeds 0-7] [--epochs N] ...
     ibcli reproduce saxe   [--out results/saxe]   [--seeds 0-3] [--epochs N] ...
 
 tishby: Shwartz-Ziv & Tishby (2017), Fig. 3: the 12-10-7-5-4-3-2 tanh network on the
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -34,6 +35,7 @@ import pandas as pd
 
 from ibcli import plots
 from ibcli.aggregate import compression_summary
+from ibcli.console import counted
 from ibcli.errors import UserError
 from ibcli.figure_files import check_static_export, write_html, write_static
 from ibcli.stages.mi import run_mi
@@ -90,7 +92,7 @@ class Clock:
 def _sweep_mi_plot(setup: Setup, activation: str, methods: list[str], out: Path, tracking_uri: str | None,
                    clock: Clock, quiet: bool) -> tuple[str, pd.DataFrame]:
     """Sweep -> mi (each method) -> averaged plot into `out`; returns (sweep id, averaged mi table)."""
-    summary = clock.run(f"{activation}: train {setup.seeds} ({setup.epochs} epochs, --jobs {setup.jobs})", run_sweep,
+    summary = clock.run(f"{activation}: train {setup.seeds} ({counted(setup.epochs, 'epoch')}, --jobs {setup.jobs})", run_sweep,
                         setup.train_options(activation), setup.seeds, setup.jobs, setup.threads,
                         f"reproduce-{activation}", tracking_uri, quiet)
     sweep_id = summary["sweep_id"]
@@ -121,26 +123,34 @@ def _html_figures_to_png(folder: Path) -> list[str]:
 
 
 def summary_lines(summaries: dict[str, pd.DataFrame]) -> list[str]:
-    """Plain-text table: per (setting, estimator, layer) the peak of mean I(X;T) and the fall after it."""
-    lines = [f"{'run':<6} {'estimator':<13} {'layer':<7} {'I(X;T) epoch 0':>14} {'peak epoch':>10} "
-             f"{'peak I(X;T)':>11} {'last':>5} {'fall [bits]':>11} {'sd@last':>7}  {'I(T;Y) first -> last':<20}"]
+    """Plain-text table within 80 columns: per (setting, estimator, layer) the mean I(X;T) at the
+    first record and at its peak, the peak's epoch, the fall after it and the sd over seeds at
+    the last epoch, and I(T;Y) at the first and last record; `*` marks a layer at the log2 N
+    ceiling throughout (a footnote says so)."""
+    lines = [" " * 26 + f"{' I(X;T) [bits] ':-^37} {' I(T;Y) ':-^14}",
+             f"{'run':<4} {'estimator':<12}  {'layer':<6} {'first':>7} {'peak':>6} {'@epoch':>7} {'fall':>6} "
+             f"{'sd@last':>7} {'first':>7} {'last':>6}"]
+    ceiling = False
     for label, table in summaries.items():
         for r in table.itertuples():
             est = r.method if pd.isna(getattr(r, "noise_var", float("nan"))) else f"{r.method} s2={r.noise_var:g}"
-            lines.append(f"{label:<6} {est:<13} {r.layer:<7} {r.first_i_xt_bits:>14.3f} {r.peak_epoch:>10g} "
-                         f"{r.peak_i_xt_bits:>11.3f} {r.last_epoch:>5g} {r.fall_bits:>11.3f} {r.fall_sd_bits:>7.3f}  "
-                         f"{r.i_ty_first_bits:.3f} -> {r.i_ty_last_bits:.3f}"
-                         + ("   (at the log2 N ceiling throughout)" if r.at_ceiling else ""))
+            lines.append(f"{label:<4} {est:<12}  {r.layer:<6} {r.first_i_xt_bits:>7.3f} {r.peak_i_xt_bits:>6.3f} "
+                         f"{r.peak_epoch:>7g} {r.fall_bits:>6.3f} {r.fall_sd_bits:>7.3f} {r.i_ty_first_bits:>7.3f} "
+                         f"{r.i_ty_last_bits:>6.3f}" + ("*" if r.at_ceiling else ""))
+            ceiling = ceiling or bool(r.at_ceiling)
+    if ceiling:
+        lines.append("* at the log2 N ceiling throughout: says nothing about compression")
     return lines
 
 
 def _write_summary(out: Path, name: str, setup: Setup, clock: Clock, sweeps: dict, summaries: dict,
                    extra: list[str]) -> None:
     lines = [f"{name}: 12-bit task (ib12), network 12-10-7-5-4-3-2, {setup.optimizer} lr {setup.lr}, "
-             f"batch {setup.batch_size}, {setup.epochs} epochs, seeds {setup.seeds}, {setup.records} log-spaced records, "
+             f"batch {setup.batch_size}, {counted(setup.epochs, 'epoch')}, seeds {setup.seeds}, {counted(setup.records, 'log-spaced record')}, "
              f"binning {setup.bins} bins" + (f", KDE s2={setup.noise_var}" if name == "saxe" else ""),
              f"mean over seeds; fall = mean I(X;T) at its peak minus at the last epoch (bits); "
              f"sd@last = sd over seeds at the last epoch", ""]
+    lines = [textwrap.fill(line, 80, break_long_words=False, break_on_hyphens=False) for line in lines]
     lines += summary_lines(summaries)
     lines += ["", "sweeps: " + ", ".join(f"{k} {v}" for k, v in sweeps.items()),
               "seconds: " + ", ".join(f"{k}: {v}" for k, v in clock.phases.items()) + f"; total {clock.total()}"]
