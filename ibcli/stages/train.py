@@ -16,6 +16,7 @@ from dataclasses import asdict
 
 import torch
 
+from ibcli.console import counted
 from ibcli.datasets import default_data_dir, get_dataset
 from ibcli.errors import UserError
 from ibcli.gradient_stats import preload_kernel
@@ -76,7 +77,7 @@ def run_train(options: dict, explicit: set[str], resume: str | None, run_name: s
         cfg.validate()
         done = _checkpoint_epoch(store, run)
         if done >= cfg.epochs:
-            raise UserError(f"run {run.info.run_id} has already trained {done} epochs: pass --epochs N with N > {done} to train it further")
+            raise UserError(f"run {run.info.run_id} has already trained {counted(done, 'epoch')}: pass --epochs N with N > {done} to train it further")
     else:
         options = dict(options)
         if options.get("data_dir") is None:
@@ -147,7 +148,7 @@ def _train(trainer: Trainer, store: Store, run, progress, resumed: bool) -> dict
         status = "KILLED"
     except (Diverged, NonFiniteRecord) as exc:
         n = len(trainer.recorder.manifest.records) if trainer.recorder else 0
-        raise UserError(f"{exc}; run {run_id} is marked FAILED, its {n} complete records stay usable by `ibcli mi {run_id[:8]}`") from None
+        raise UserError(f"{exc}; run {run_id} is marked FAILED, its complete records ({n}) stay usable by `ibcli mi {run_id[:8]}`") from None
     except StoreUnreachable as exc:
         raise UserError(f"{exc}; run {run_id} stays RUNNING there with the records and checkpoint the server received: "
                         f"once it answers, `ibcli train --resume {run_id[:8]}` continues it") from None
@@ -167,7 +168,7 @@ def _checkpoint_epoch(store: Store, run) -> int:
     except FileNotFoundError:
         done = run.data.tags.get(EPOCHS_DONE_TAG, "0")
         why = ("it ended before its first epoch" if done in ("0", "")
-               else f"it trained {done} epochs, but {CHECKPOINT} is missing from its artifacts")
+               else f"it trained {counted(int(done), 'epoch')}, but {CHECKPOINT} is missing from its artifacts")
         raise UserError(f"run {run.info.run_id} has no checkpoint to resume from ({why}): start a new run instead") from None
     try:
         return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
