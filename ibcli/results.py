@@ -33,7 +33,8 @@ def load_mi_tables(store: Store, train_run, mi_run_ids: list[str]) -> pd.DataFra
     concatenated, with an `mi_run_id` column.
 
     Raises:
-        UserError: no finished mi run, or a chosen run that is not an mi child of this train run.
+        UserError: no finished mi run, a chosen run that is not an mi child of this train run,
+            or an mi.parquet that is missing or unreadable.
     """
     if mi_run_ids:
         runs = [store.find_run(r, stage="mi") for r in mi_run_ids]
@@ -46,10 +47,12 @@ def load_mi_tables(store: Store, train_run, mi_run_ids: list[str]) -> pd.DataFra
             raise UserError(f"train run {train_run.info.run_id} has no finished mi results: run `ibcli mi {train_run.info.run_id[:8]} --method binning` first")
     tables = []
     for r in runs:
+        arts = store.artifacts(r)
         try:
-            df = read_mi_table(store.artifacts(r).local_path(MI_FILE))
+            arts.local_path(MI_FILE)
         except FileNotFoundError:
             raise UserError(f"mi run {r.info.run_id} has no {MI_FILE} (it did not finish): run `ibcli mi {train_run.info.run_id[:8]}` again or pick another with --mi-run") from None
+        df = act.read_artifact(arts, MI_FILE, read_mi_table)
         df["mi_run_id"] = r.info.run_id
         tables.append(df)
     return pd.concat(tables, ignore_index=True)
@@ -77,21 +80,32 @@ def load_training_metrics(store: Store, run_id: str) -> pd.DataFrame:
 
 def load_gradients(store: Store, train_run) -> pd.DataFrame | None:
     """The train run's gradient_stats.parquet (epoch float64, also for files written with int64
-    epochs before 2026-11-30), or None when it logged none."""
+    epochs before 2026-11-30), or None when it logged none.
+
+    Raises:
+        UserError: the table is there but cannot be read.
+    """
+    arts = store.artifacts(train_run)
     try:
-        df = pd.read_parquet(store.artifacts(train_run).local_path(GRADIENTS))
+        arts.local_path(GRADIENTS)
     except FileNotFoundError:
         return None
+    df = act.read_artifact(arts, GRADIENTS, pd.read_parquet)
     return df.astype({"epoch": "float64"}) if "epoch" in df.columns else df
 
 
 def probe_labels(store: Store, train_run):
-    """The labels (n,) int64 of the run's probe set, or None when it recorded none."""
+    """The labels (n,) int64 of the run's probe set, or None when it recorded none.
+
+    Raises:
+        UserError: the probe file is there but cannot be read.
+    """
+    arts = store.artifacts(train_run)
     try:
-        path = store.artifacts(train_run).local_path(act.PROBE)
+        arts.local_path(act.PROBE)
     except FileNotFoundError:
         return None
-    return pq.read_table(path, columns=["label"]).column("label").to_numpy()
+    return act.read_artifact(arts, act.PROBE, lambda p: pq.read_table(p, columns=["label"]).column("label").to_numpy())
 
 
 def seed_of(run) -> int:

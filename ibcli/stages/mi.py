@@ -94,8 +94,8 @@ def _finished_mi_run(store: Store, train_run, key: str):
     for run in store.children(train_run.info.run_id, stage="mi"):
         if run.info.status == "FINISHED" and run.data.tags.get(MI_KEY_TAG) == key:
             try:
-                return run, read_mi_table(store.artifacts(run).local_path(MI_FILE))
-            except FileNotFoundError:
+                return run, act.read_artifact(store.artifacts(run), MI_FILE, read_mi_table)
+            except UserError:  # its table is missing or damaged: compute anew
                 continue
     return None, None
 

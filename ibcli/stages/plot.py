@@ -144,7 +144,7 @@ def _histograms(store: Store, train_run, quiet: bool, notes: list[str]) -> pd.Da
     artifacts = store.artifacts(train_run)
     try:
         manifest = act.load_manifest(artifacts)
-    except UserError:
+    except act.NoActivations:  # a damaged manifest is an error, not a run without activations
         notes.append(f"train run {train_run.info.run_id[:8]} recorded no activations: no activation histograms")
         return None
     with make_progress(quiet) as progress:
