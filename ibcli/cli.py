@@ -221,7 +221,7 @@ def mi(
     run_id: Annotated[str, typer.Argument(help="Train run id (or unique prefix); a sweep id runs it on every member.")],
     method: Annotated[Method, typer.Option(help="Estimator: " + "; ".join(f"{e.name}: {e.title}" for e in registry.ESTIMATORS) + ".")] = "binning",
     layers: Annotated[Optional[list[str]], typer.Option("--layer", help="Only these layers (repeatable).")] = None,
-    epochs: Annotated[Optional[list[float]], typer.Option("--epoch", help="Only these recorded epochs (repeatable); binning edges still span all epochs.")] = None,
+    epochs: Annotated[Optional[list[str]], typer.Option("--epoch", help="Only these recorded epochs (repeatable), as ibcli lists them: a value picks the record it equals to the significant digits typed, at least 6 (0.0212766 picks 0.02127659574468085). Binning edges still span all epochs.")] = None,
     device: Annotated[Device, typer.Option(help="Torch device of kde, kraskov, sp and mine (auto = cuda when available; binning and renyi run on the CPU). The same numbers on either device, to float rounding.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of every random draw (added noise, MINE's training); each record adds its step.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Compute even if a finished mi run of this train run has the same method, parameters, seed, records and layers (without it, that run is reused).")] = False,
