@@ -279,7 +279,7 @@ app.command()(mi)
 @app.command()
 def plot(
     run_ids: Annotated[list[str], typer.Argument(help="Train run id (or unique prefix); several to compare them in one set of figures; or one sweep id to average over its members.", metavar="RUN_ID")],
-    mi_run: Annotated[Optional[list[str]], typer.Option(help="mi run(s) to plot (default: the latest mi run of each method of each train run).")] = None,
+    mi_run: Annotated[Optional[list[str]], typer.Option(help="mi run(s) to plot (default: the latest mi run of each method of each train run; a note says when an older one covers more layers or records).")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Also write the figures to this folder (plotly.min.js once beside the HTML files).")] = None,
     formats: Annotated[str, typer.Option("--format", help="Comma-separated: html, png, svg, pdf (the static ones need a Chromium-family browser, e.g. Debian's chromium).")] = "html",
     histograms: Annotated[bool, typer.Option(help="One run: each layer's activation distribution per recorded epoch (read from the run's records).")] = True,

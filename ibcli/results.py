@@ -19,13 +19,60 @@ SWEEP_STAGE = "sweep"
 
 def latest_mi_runs(store: Store, train_run) -> list:
     """The latest finished mi run of each method of `train_run` (newest first)."""
+    return _latest_per_method(store.children(train_run.info.run_id, stage="mi"))
+
+
+def _latest_per_method(mi_runs: list) -> list:
+    """The first finished run of each method in `mi_runs` (newest first)."""
     runs, seen = [], set()
-    for r in store.children(train_run.info.run_id, stage="mi"):
+    for r in mi_runs:
         method = r.data.params.get("method")
         if r.info.status == "FINISHED" and method not in seen:
             seen.add(method)
             runs.append(r)
     return runs
+
+
+def _coverage(run) -> tuple[int, int] | None:
+    """(layers, records) an mi run estimated, from its params; None when it logged neither."""
+    try:
+        return len([x for x in run.data.params["layers"].split(",") if x]), int(run.data.params["records"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def coverage_notes(store: Store, train_run, command: bool = False) -> list[str]:
+    """Notes on the default choice of mi runs (`latest_mi_runs`): one for each method whose
+    latest finished mi run covers fewer layers or fewer records than an older finished mi run
+    of the same method (e.g. a later `ibcli mi --layer output` after a run on every layer). The
+    note names the older run that covers the most and the --mi-run options that pick it with
+    the other methods' latest runs (command: as a whole `ibcli plot` command line, for output
+    that is not itself a plot). Runs that logged no layers/records params are not compared.
+    """
+    children = [r for r in store.children(train_run.info.run_id, stage="mi") if r.info.status == "FINISHED"]
+    latest = _latest_per_method(children)
+    notes = []
+    for chosen in latest:
+        method, mine = chosen.data.params.get("method"), _coverage(chosen)
+        if mine is None:
+            continue
+        wider = [(c[0] * c[1], -i, r, c) for i, r in enumerate(children)
+                 if r is not chosen and r.data.params.get("method") == method
+                 and (c := _coverage(r)) is not None and (c[0] > mine[0] or c[1] > mine[1])]
+        if not wider:
+            continue
+        _, _, best, theirs = max(wider, key=lambda w: w[:2])  # the most (layer, record) pairs; newest on a tie
+        picks = " ".join(f"--mi-run {(best if r is chosen else r).info.run_id[:8]}" for r in latest)
+        notes.append(f"{method}: the latest mi run {chosen.info.run_id[:8]} covers {_count(mine[0], 'layer')} and "
+                     f"{_count(mine[1], 'record')}, the older mi run {best.info.run_id[:8]} covers "
+                     f"{_count(theirs[0], 'layer')} and {_count(theirs[1], 'record')}: "
+                     + (f"plot it with `ibcli plot {train_run.info.run_id[:8]} {picks}`" if command
+                        else f"pick it with {picks}"))
+    return notes
 
 
 def load_mi_tables(store: Store, train_run, mi_run_ids: list[str]) -> pd.DataFrame:
