@@ -347,6 +347,27 @@ def test_no_store_yet(store_env, capsys, command):
     assert not (store_env / "runs").exists()  # reading commands create no store
 
 
+
+@pytest.mark.parametrize("args,option", [
+    (["plot", "abc", "--output", "", "-q", "--no-histograms"], "--output"),
+    (["plot", "abc", "--output", "  "], "--output"),
+    (["reproduce", "tishby", "--out", ""], "--out"),
+    (["train", "--data-dir", ""], "--data-dir"),
+    (["sweep", "--seeds", "0", "--data-dir", ""], "--data-dir"),
+    (["train", "--resume", ""], "--resume"),
+    (["mi", "abc", "--scheduler", ""], "--scheduler"),
+    (["sweep", "--seeds", "0", "--scheduler", ""], "--scheduler"),
+    (["runs", "--tracking-uri", ""], "--tracking-uri"),
+    (["mi", "abc", "--tracking-uri", ""], "--tracking-uri"),
+    (["server", "--dry-run", "--artifacts-destination", ""], "--artifacts-destination"),
+    (["server", "--dry-run", "--backend-store-uri", ""], "--backend-store-uri"),
+])
+def test_an_empty_path_or_address_is_refused(store_env, capsys, args, option):
+    """An empty value would quietly mean the current folder (Path("") is ".") or the default."""
+    code, _, err = run_cli(args, capsys)
+    one_line(code, err, f"invalid value for '{option}'", "it is empty", "leave the option out")
+    assert list(store_env.iterdir()) == []  # no store, no figures in the current folder
+
 # ------------------------------------------------------------------ damaged run files
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory, store_template):
