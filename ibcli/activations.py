@@ -16,6 +16,7 @@ Format 1 (before 2026-11-30) had no epoch/step columns and JSON-quoted metadata
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,7 +77,12 @@ def write_layer_parquet(path, matrix: np.ndarray, layer: str, epoch: float, step
 
 def read_layer_metadata(path) -> dict:
     """A layer file's metadata as {"layer": str, "epoch": float, "step": int}; also reads format 1's
-    JSON-quoted values."""
+    JSON-quoted values.
+
+    Raises:
+        pyarrow.ArrowException, OSError, ValueError, KeyError, TypeError: not a layer file
+            (`UNREADABLE`; the artifact readers below turn them into a UserError).
+    """
     raw = {k.decode(): v.decode() for k, v in (pq.read_schema(path).metadata or {}).items()}
     values = {}
     for key in ("layer", "epoch", "step"):
@@ -88,9 +94,16 @@ def read_layer_metadata(path) -> dict:
 
 
 def read_matrix(path, column: str = "activation") -> np.ndarray:
-    """Read a fixed-size-list column back as an (n, d) NumPy array (dtype as stored)."""
+    """Read a fixed-size-list column back as an (n, d) NumPy array (dtype as stored).
+
+    Raises:
+        pyarrow.ArrowException, OSError, ValueError: not a Parquet file, or no such
+            fixed-size-list column (`UNREADABLE`).
+    """
     table = pq.read_table(path, columns=[column])
     col = table.column(column).combine_chunks()
+    if not pa.types.is_fixed_size_list(col.type):
+        raise ValueError(f"column {column!r} is {col.type}, not a fixed-size list")
     d = col.type.list_size
     return col.flatten().to_numpy(zero_copy_only=False).reshape(-1, d)
 
@@ -120,41 +133,110 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str) -> "Manifest":
+        """Parse a manifest.
+
+        Raises:
+            UserError: a format this ibcli does not read.
+            ValueError, KeyError, TypeError: not a manifest (cut short, or lacking what every
+                manifest holds); `load_manifest` reports them as a damaged file.
+        """
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {type(data).__name__}, not an object")
         if data.get("format") not in READS:
             raise UserError(f"activations manifest has format {data.get('format')!r}, this ibcli reads {', '.join(READS)}: update ibcli")
+        for rec in data["records"]:  # what every reader takes for granted in a record
+            float(rec["epoch"]), int(rec["step"]), dict(rec["files"])
         return cls(data["layers"], data["records"], data["probe"], data.get("dtype", "float32"), data.get("info", {}),
                    data["format"])
+
+
+class NoActivations(UserError):
+    """A train run without activation records (not a damaged one): no manifest, or one that
+    lists no complete record yet."""
 
 
 def record_name(step: int) -> str:
     return f"step_{step:07d}"
 
 
+#: What reading a damaged file raises: pyarrow's errors (ArrowInvalid "Parquet magic bytes not
+#: found" for a truncated file; ArrowIOError is an OSError), json's (JSONDecodeError is a
+#: ValueError), and KeyError/TypeError for a file that parses but lacks what it must hold.
+UNREADABLE = (pa.ArrowException, OSError, ValueError, KeyError, TypeError)
+
+
+def damaged(artifacts, relpath: str, problem: str) -> UserError:
+    """The one-line error for a file of a run that is missing or cannot be read."""
+    return UserError(f"run {artifacts.run_id}: {relpath} is {problem}: the run's files are damaged")
+
+
+def read_artifact(artifacts, relpath: str, read):
+    """`read(local path)` of artifact `relpath` of a train run whose manifest lists it.
+
+    Raises:
+        UserError: the file is missing, or `read` fails on it (`UNREADABLE`): the message names
+            the run, the file and the error, e.g. "run ID: activations/step_0000000/layer3.parquet
+            is unreadable (ArrowInvalid: ...): the run's files are damaged".
+    """
+    try:
+        path = artifacts.local_path(relpath)
+    except FileNotFoundError:
+        raise damaged(artifacts, relpath, "missing") from None
+    try:
+        return read(path)
+    except UserError:
+        raise
+    except UNREADABLE as exc:
+        raise damaged(artifacts, relpath, f"unreadable ({_why(exc)})") from None
+
+
+def _why(exc: BaseException) -> str:
+    """An exception as one short line: its type and its message's first sentence, without the
+    local path pyarrow puts in front (the message names the file already)."""
+    text = re.sub(r"^Could not open Parquet input source '.*?': ", "", str(exc).strip())
+    text = re.split(r"(?<=[^.])\.(\s|$)|\n", text, maxsplit=1)[0][:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def load_manifest(artifacts) -> Manifest:
     """The manifest of a train run's activations.
 
     Raises:
-        UserError: the run recorded no activations.
+        NoActivations (a UserError): the run recorded no activations (yet).
+        UserError: the manifest is cut short or otherwise unreadable, or has a format this
+            ibcli does not read.
     """
     try:
-        path = artifacts.local_path(MANIFEST)
+        artifacts.local_path(MANIFEST)
     except FileNotFoundError:
-        raise UserError(f"run {artifacts.run_id} has no recorded activations (no {MANIFEST}): train with --log-epochs that records") from None
-    manifest = Manifest.from_json(path.read_text())
+        raise NoActivations(f"run {artifacts.run_id} has no recorded activations (no {MANIFEST}): train with --log-epochs that records") from None
+    manifest = read_artifact(artifacts, MANIFEST, lambda p: Manifest.from_json(p.read_text()))
     if not manifest.records:
-        raise UserError(f"run {artifacts.run_id} has no complete activation records yet")
+        raise NoActivations(f"run {artifacts.run_id} has no complete activation records yet")
     return manifest
 
 
 def load_probe(artifacts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(sample_index (n,) int64, label (n,) int64, x (n, d_in) float32) of a train run's probe set."""
-    path = artifacts.local_path(PROBE)
-    table = pq.read_table(path)
-    x = read_matrix(path, "x")
-    return table.column("sample_index").to_numpy(), table.column("label").to_numpy(), x
+    """(sample_index (n,) int64, label (n,) int64, x (n, d_in) float32) of a train run's probe set.
+
+    Raises:
+        UserError: probe.parquet is missing or unreadable.
+    """
+    def read(path):
+        table = pq.read_table(path, columns=["sample_index", "label"])
+        return table.column("sample_index").to_numpy(), table.column("label").to_numpy(), read_matrix(path, "x")
+
+    return read_artifact(artifacts, PROBE, read)
 
 
 def load_layer(artifacts, record: dict, layer: str) -> np.ndarray:
-    """One layer's activations at one record: (n, width) float32 (float16 files are upcast)."""
-    return read_matrix(artifacts.local_path(record["files"][layer])).astype(np.float32, copy=False)
+    """One layer's activations at one record: (n, width) float32 (float16 files are upcast).
+
+    Raises:
+        UserError: the file the manifest lists is missing or unreadable.
+    """
+    relpath = record["files"].get(layer)
+    if relpath is None:
+        raise damaged(artifacts, MANIFEST, f"incomplete (no file of layer {layer!r} at epoch {record['epoch']:g})")
+    return read_artifact(artifacts, relpath, read_matrix).astype(np.float32, copy=False)

@@ -95,9 +95,24 @@ def _check_tracking_uri(value: str | None) -> str | None:
     return value
 
 
+def _given(text: str, what: str = "a value") -> str:
+    """An option value that names something (a store, an address, a run): an empty one is refused,
+    for it would quietly mean the default (`--tracking-uri ""`: the default store), e.g. when a
+    shell variable was unset."""
+    if not text.strip():
+        raise typer.BadParameter(f"it is empty: give {what}, or leave the option out for its default")
+    return text
+
+
+def _path(text: str) -> Path:
+    """A path option's value, not empty: Path("") is the current folder, so `--output ""` wrote
+    the figures there."""
+    return Path(_given(text, "a folder (. for the current one)"))
+
+
 TrackingUri = Annotated[
     Optional[str],
-    typer.Option("--tracking-uri", callback=_check_tracking_uri,
+    typer.Option("--tracking-uri", parser=_given, callback=_check_tracking_uri,
                  help="MLflow tracking URI, sqlite:///PATH or http(s)://HOST:PORT (default: $MLFLOW_TRACKING_URI, "
                       "else the SQLite store ./runs/mlflow.db)."),
 ]
@@ -198,7 +213,7 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 128,
     device: Annotated[Device, typer.Option(metavar=NAME, help="auto, cpu or cuda (auto = cuda when available, else cpu).")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for init, shuffling and splits.")] = 0,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Holds the datasets in torchvision's layout, e.g. MNIST/raw/ (default: $IBCLI_DATA_DIR, else ./data).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(parser=_path, help="Holds the datasets in torchvision's layout, e.g. MNIST/raw/ (default: $IBCLI_DATA_DIR, else ./data).")] = None,
     train_fraction: Annotated[Optional[float], typer.Option(help="Image datasets: keep this prefix of the train set; ib12: train share of the split (default 0.85).")] = None,
     probe_split: Annotated[Optional[ProbeSplit], typer.Option(metavar=NAME, help="Where the probe set comes from: test, train or all (default: test; all for ib12).")] = None,
     probe_size: Annotated[Optional[int], typer.Option(help="Probe samples (default: the whole split).")] = None,
@@ -207,7 +222,7 @@ def train(
     activation_dtype: Annotated[DType, typer.Option(metavar=NAME, help="dtype of stored activations: float32 or float16.")] = "float32",
     grad_stats: Annotated[bool, typer.Option(help="Per-layer gradient mean/std norms and SNR each epoch.")] = True,
     eager: Annotated[bool, typer.Option(help="The plain loop: PyTorch's default optimizer implementation instead of its fused kernel, and on a GPU no CUDA graphs (instead of the captured step).")] = False,
-    resume: Annotated[Optional[str], typer.Option(help="Continue this killed or finished train run from its last checkpoint, in the same MLflow run (only --epochs, --device and --data-dir may change).")] = None,
+    resume: Annotated[Optional[str], typer.Option(parser=_given, help="Continue this killed or finished train run from its last checkpoint, in the same MLflow run (only --epochs, --device and --data-dir may change).")] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "ibcli",
     run_name: Annotated[Optional[str], typer.Option(help="MLflow run name.")] = None,
     tracking_uri: TrackingUri = None,
@@ -258,13 +273,13 @@ def mi(
     method: Annotated[Method, typer.Option(metavar=NAME, help="Estimator: " + "; ".join(f"{e.name}: {e.title}" for e in registry.ESTIMATORS)
                                            + "".join(f" ({a} = {m})" for a, m in registry.ALIASES.items()) + ".")] = "binning",
     layers: Annotated[Optional[list[str]], typer.Option("--layer", help="Only these layers (repeatable).")] = None,
-    epochs: Annotated[Optional[list[float]], typer.Option("--epoch", help="Only these recorded epochs (repeatable); binning edges still span all epochs.")] = None,
+    epochs: Annotated[Optional[list[str]], typer.Option("--epoch", help="Only these recorded epochs (repeatable), as ibcli lists them: a value picks the record it equals to the significant digits typed, at least 6 (0.0212766 picks 0.02127659574468085). Binning edges still span all epochs.")] = None,
     device: Annotated[Device, typer.Option(help="Torch device of kde, kraskov, sp and mine (auto = cuda when available; binning and renyi run on the CPU). The same numbers on either device, to float rounding.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of every random draw (added noise, MINE's training); each record adds its step.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Compute even if a finished mi run of this train run has the same method, parameters, seed, records and layers (without it, that run is reused).")] = False,
     table: Annotated[bool, typer.Option("--table", help="Also print every (epoch, layer) row, before the per-layer summary.")] = False,
     jobs: Annotated[Optional[int], typer.Option(help="Run the (epoch, layer) tasks in N local Dask worker processes (needs ibcli\\[dask]).")] = None,
-    scheduler: Annotated[Optional[str], typer.Option(help="Run the tasks on the Dask cluster at this address, e.g. tcp://HOST:8786 (needs ibcli\\[dask]).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(parser=_given, help="Run the tasks on the Dask cluster at this address, e.g. tcp://HOST:8786 (needs ibcli\\[dask]).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="BLAS/torch threads (and cores) of each --jobs worker (default: cores // jobs), or of this process without --jobs.")] = None,
     tracking_uri: TrackingUri = None,
     json_out: JsonOut = False,
@@ -316,8 +331,8 @@ app.command()(mi)
 @app.command()
 def plot(
     run_ids: Annotated[list[str], typer.Argument(help="Train run id (or unique prefix); several to compare them in one set of figures; or one sweep id to average over its members.", metavar="RUN_ID")],
-    mi_run: Annotated[Optional[list[str]], typer.Option(help="mi run(s) to plot (default: the latest mi run of each method of each train run).")] = None,
-    output: Annotated[Optional[Path], typer.Option(help="Also write the figures to this folder (plotly.min.js once beside the HTML files).")] = None,
+    mi_run: Annotated[Optional[list[str]], typer.Option(help="mi run(s) to plot (default: the latest mi run of each method of each train run; a note says when an older one covers more layers or records).")] = None,
+    output: Annotated[Optional[Path], typer.Option(parser=_path, help="Also write the figures to this folder (plotly.min.js once beside the HTML files).")] = None,
     formats: Annotated[str, typer.Option("--format", help="Comma-separated: html, png, svg, pdf (the static ones need a Chromium-family browser, e.g. Debian's chromium).")] = "html",
     histograms: Annotated[bool, typer.Option(help="One run: each layer's activation distribution per recorded epoch (read from the run's records).")] = True,
     band: Annotated[Band, typer.Option(help="Sweeps: the band around the mean over seeds, sd (mean ± sd) or bootstrap (95% interval of the mean).")] = "sd",
@@ -399,7 +414,7 @@ def sweep(
     seeds: Annotated[str, typer.Option(help='Seeds, one train run each: a range "0-9", a list "0,1,5" or one seed "3".')] = "0-4",
     jobs: Annotated[int, typer.Option(help="Train runs at a time (parallel processes).")] = 1,
     threads: Annotated[Optional[int], typer.Option(help="Torch threads per run (default: cores // jobs).")] = None,
-    scheduler: Annotated[Optional[str], typer.Option(help="Run the members on the Dask cluster at this address (tcp://HOST:8786) instead of --jobs local processes; needs ibcli\\[dask] and a store every worker reaches.")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(parser=_given, help="Run the members on the Dask cluster at this address (tcp://HOST:8786) instead of --jobs local processes; needs ibcli\\[dask] and a store every worker reaches.")] = None,
     run_name: Annotated[Optional[str], typer.Option(help="MLflow run name of the sweep (members get NAME-seedS).")] = None,
     tracking_uri: TrackingUri = None,
     json_out: JsonOut = False,
@@ -437,7 +452,7 @@ def sweep(
 @app.command()
 def reproduce(
     paper: Annotated[Paper, typer.Argument(help="tishby: Shwartz-Ziv & Tishby (2017), binning; saxe: Saxe et al. (2018), tanh vs ReLU, binning and KDE.")],
-    out: Annotated[Optional[Path], typer.Option(help=r"Folder for the figures, summary.txt and summary.json. \[default: results/PAPER]")] = None,
+    out: Annotated[Optional[Path], typer.Option(parser=_path, help=r"Folder for the figures, summary.txt and summary.json. \[default: results/PAPER]")] = None,
     seeds: Annotated[Optional[str], typer.Option(help=r'Seeds, one train run each: a range "0-7", a list "0,1,5" or one seed "3". \[default: tishby 0-7, saxe 0-3]')] = None,
     epochs: Annotated[Optional[int], typer.Option(help=r"Epochs per train run. \[default: 2000]")] = None,
     lr: Annotated[Optional[float], typer.Option(help=r"Learning rate. \[default: 0.003]")] = None,
@@ -575,8 +590,8 @@ INTERRUPTED_EXIT = 130
 # ---------------------------------------------------------------------------- server
 @app.command()
 def server(
-    backend_store_uri: Annotated[Optional[str], typer.Option(help="The runs' database: postgresql://USER:PASS@HOST:PORT/DB (psycopg), or sqlite:///PATH for a trial (default: $IBCLI_SERVER_BACKEND).")] = None,
-    artifacts_destination: Annotated[Optional[str], typer.Option(help="Where the server keeps artifacts: a folder, or s3://BUCKET/PREFIX on S3-compatible storage (default: $IBCLI_SERVER_ARTIFACTS, else ./server-artifacts).")] = None,
+    backend_store_uri: Annotated[Optional[str], typer.Option(parser=_given, help="The runs' database: postgresql://USER:PASS@HOST:PORT/DB (psycopg), or sqlite:///PATH for a trial (default: $IBCLI_SERVER_BACKEND).")] = None,
+    artifacts_destination: Annotated[Optional[str], typer.Option(parser=_given, help="Where the server keeps artifacts: a folder, or s3://BUCKET/PREFIX on S3-compatible storage (default: $IBCLI_SERVER_ARTIFACTS, else ./server-artifacts).")] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 for every interface; then see --allowed-hosts and --basic-auth).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
     workers: Annotated[Optional[int], typer.Option(help="Server worker processes (MLflow's default: 4).")] = None,

@@ -34,7 +34,7 @@ def activation_histograms(artifacts, manifest: act.Manifest, bins: int = BINS, m
     [0, 1]: units whose output is the same on every probe sample, e.g. a ReLU that never fires).
 
     Raises:
-        FileNotFoundError: a file the manifest lists is missing.
+        UserError: a file the manifest lists is missing or unreadable.
     """
     recorded = RecordedLayers(artifacts, manifest)
     rows = []

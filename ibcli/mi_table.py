@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 import numpy as np
 import pandas as pd
@@ -52,11 +53,62 @@ class Selection:
     layers: list[str]
 
 
+#: Significant digits ibcli prints a recorded epoch with (`f"{epoch:g}"`, e.g. 0.0212766 for step
+#: 1 of 47): an epoch typed as printed selects its record (`typed_epoch`).
+PRINTED_DIGITS = 6
+
+
+@dataclass(frozen=True)
+class TypedEpoch:
+    """An --epoch value: the text as typed, its value, and how many significant digits of a
+    recorded epoch it pins down (`digits`: those typed, at least `PRINTED_DIGITS`)."""
+
+    text: str
+    value: float
+    digits: int
+
+    def matches(self, recorded: float) -> bool:
+        """Whether `recorded` rounds to this value at `digits` significant digits."""
+        return _rounded(recorded, self.digits) == _rounded(self.value, self.digits)
+
+
+def _rounded(x: float, digits: int) -> float:
+    return float(f"{x:.{digits - 1}e}")
+
+
+def typed_epoch(given) -> TypedEpoch:
+    """An --epoch value (str as typed, or a number) as a `TypedEpoch`.
+
+    A number given as a float counts all the digits of its repr (0.02127659574468085: 16).
+
+    Raises:
+        UserError: not a finite number.
+    """
+    if isinstance(given, TypedEpoch):
+        return given
+    text = given.strip() if isinstance(given, str) else repr(float(given))
+    try:
+        exact = Decimal(text)
+        value = float(text)
+    except (InvalidOperation, ValueError):
+        raise UserError(f"--epoch takes a number, got {given!r}") from None
+    if not math.isfinite(value):
+        raise UserError(f"--epoch takes a finite number, got {given!r}")
+    # Beyond 17 significant digits a float holds no more: compare exactly.
+    return TypedEpoch(text, value, min(17, max(PRINTED_DIGITS, len(exact.as_tuple().digits))))
+
+
 def select(manifest: act.Manifest, layers=(), epochs=()) -> Selection:
     """The chosen layers (default all) and recorded epochs (default all), checked against the manifest.
 
+    epochs: values as typed (str) or numbers (`typed_epoch`). One selects the record whose epoch
+        equals it exactly, else the record whose epoch equals it when both are rounded to the
+        significant digits typed, at least the 6 ibcli prints: "0.0212766" (as listed) or
+        "0.021276596" picks the record at 0.02127659574468085; "0.0213" picks none.
+
     Raises:
-        UserError: a layer that was not recorded, an epoch that was not recorded.
+        UserError: a layer that was not recorded, an epoch that matches no record, or one that
+            matches several (type more digits); the message shows the epoch as typed.
     """
     known = [layer["name"] for layer in manifest.layers]
     chosen = list(dict.fromkeys(layers)) or known
@@ -65,13 +117,19 @@ def select(manifest: act.Manifest, layers=(), epochs=()) -> Selection:
         raise UserError(f"unknown layer {unknown[0]!r}: this run recorded {', '.join(known)}")
     records = manifest.records
     if epochs:
-        recorded = {float(r["epoch"]) for r in records}
-        missing = sorted(set(map(float, epochs)) - recorded)
-        if missing:
-            shown = ", ".join(f"{e:g}" for e in sorted(recorded))
-            raise UserError(f"epoch {missing[0]:g} was not recorded: this run recorded epochs {shown}")
-        wanted = set(map(float, epochs))
-        records = [r for r in records if float(r["epoch"]) in wanted]
+        recorded = [float(r["epoch"]) for r in records]
+        wanted = set()
+        for typed in map(typed_epoch, epochs):
+            hits = [i for i, e in enumerate(recorded) if e == typed.value] or \
+                   [i for i, e in enumerate(recorded) if typed.matches(e)]
+            if not hits:
+                shown = ", ".join(f"{e:g}" for e in sorted(set(recorded)))
+                raise UserError(f"epoch {typed.text} was not recorded: this run recorded epochs {shown}")
+            if len(hits) > 1:
+                shown = ", ".join(repr(recorded[i]) for i in hits)
+                raise UserError(f"epoch {typed.text} matches {len(hits)} recorded epochs ({shown}): type more digits")
+            wanted.update(hits)
+        records = [r for i, r in enumerate(records) if i in wanted]
     return Selection(records, chosen)
 
 

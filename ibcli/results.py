@@ -20,8 +20,13 @@ SWEEP_STAGE = "sweep"
 
 def latest_mi_runs(store: Store, train_run) -> list:
     """The latest finished mi run of each method of `train_run` (newest first)."""
+    return _latest_per_method(store.children(train_run.info.run_id, stage="mi"))
+
+
+def _latest_per_method(mi_runs: list) -> list:
+    """The first finished run of each method in `mi_runs` (newest first)."""
     runs, seen = [], set()
-    for r in store.children(train_run.info.run_id, stage="mi"):
+    for r in mi_runs:
         method = r.data.params.get("method")
         if r.info.status == "FINISHED" and method not in seen:
             seen.add(method)
@@ -29,12 +34,55 @@ def latest_mi_runs(store: Store, train_run) -> list:
     return runs
 
 
+def _coverage(run) -> tuple[int, int] | None:
+    """(layers, records) an mi run estimated, from its params; None when it logged neither."""
+    try:
+        return len([x for x in run.data.params["layers"].split(",") if x]), int(run.data.params["records"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def coverage_notes(store: Store, train_run, command: bool = False) -> list[str]:
+    """Notes on the default choice of mi runs (`latest_mi_runs`): one for each method whose
+    latest finished mi run covers fewer layers or fewer records than an older finished mi run
+    of the same method (e.g. a later `ibcli mi --layer output` after a run on every layer). The
+    note names the older run that covers the most and the --mi-run options that pick it with
+    the other methods' latest runs (command: as a whole `ibcli plot` command line, for output
+    that is not itself a plot). Runs that logged no layers/records params are not compared.
+    """
+    children = [r for r in store.children(train_run.info.run_id, stage="mi") if r.info.status == "FINISHED"]
+    latest = _latest_per_method(children)
+    notes = []
+    for chosen in latest:
+        method, mine = chosen.data.params.get("method"), _coverage(chosen)
+        if mine is None:
+            continue
+        wider = [(c[0] * c[1], -i, r, c) for i, r in enumerate(children)
+                 if r is not chosen and r.data.params.get("method") == method
+                 and (c := _coverage(r)) is not None and (c[0] > mine[0] or c[1] > mine[1])]
+        if not wider:
+            continue
+        _, _, best, theirs = max(wider, key=lambda w: w[:2])  # the most (layer, record) pairs; newest on a tie
+        picks = " ".join(f"--mi-run {(best if r is chosen else r).info.run_id[:8]}" for r in latest)
+        notes.append(f"{method}: the latest mi run {chosen.info.run_id[:8]} covers {_count(mine[0], 'layer')} and "
+                     f"{_count(mine[1], 'record')}, the older mi run {best.info.run_id[:8]} covers "
+                     f"{_count(theirs[0], 'layer')} and {_count(theirs[1], 'record')}: "
+                     + (f"plot it with `ibcli plot {train_run.info.run_id[:8]} {picks}`" if command
+                        else f"pick it with {picks}"))
+    return notes
+
+
 def load_mi_tables(store: Store, train_run, mi_run_ids: list[str]) -> pd.DataFrame:
     """The chosen mi runs' tables (default: the latest finished mi run of each method),
     concatenated, with an `mi_run_id` column.
 
     Raises:
-        UserError: no finished mi run, or a chosen run that is not an mi child of this train run.
+        UserError: no finished mi run, a chosen run that is not an mi child of this train run,
+            or an mi.parquet that is missing or unreadable.
     """
     if mi_run_ids:
         runs = [store.find_run(r, stage="mi") for r in mi_run_ids]
@@ -47,10 +95,12 @@ def load_mi_tables(store: Store, train_run, mi_run_ids: list[str]) -> pd.DataFra
             raise UserError(f"train run {train_run.info.run_id} has no finished mi results: run `ibcli mi {train_run.info.run_id[:8]} --method binning` first")
     tables = []
     for r in runs:
+        arts = store.artifacts(r)
         try:
-            df = read_mi_table(store.artifacts(r).local_path(MI_FILE))
+            arts.local_path(MI_FILE)
         except FileNotFoundError:
             raise UserError(f"mi run {r.info.run_id} has no {MI_FILE} (it did not finish): run `ibcli mi {train_run.info.run_id[:8]}` again or pick another with --mi-run") from None
+        df = act.read_artifact(arts, MI_FILE, read_mi_table)
         df["mi_run_id"] = r.info.run_id
         tables.append(df)
     return pd.concat(tables, ignore_index=True)
@@ -78,21 +128,32 @@ def load_training_metrics(store: Store, run_id: str) -> pd.DataFrame:
 
 def load_gradients(store: Store, train_run) -> pd.DataFrame | None:
     """The train run's gradient_stats.parquet (epoch float64, also for files written with int64
-    epochs before 2026-11-30), or None when it logged none."""
+    epochs before 2026-11-30), or None when it logged none.
+
+    Raises:
+        UserError: the table is there but cannot be read.
+    """
+    arts = store.artifacts(train_run)
     try:
-        df = pd.read_parquet(store.artifacts(train_run).local_path(GRADIENTS))
+        arts.local_path(GRADIENTS)
     except FileNotFoundError:
         return None
+    df = act.read_artifact(arts, GRADIENTS, pd.read_parquet)
     return df.astype({"epoch": "float64"}) if "epoch" in df.columns else df
 
 
 def probe_labels(store: Store, train_run):
-    """The labels (n,) int64 of the run's probe set, or None when it recorded none."""
+    """The labels (n,) int64 of the run's probe set, or None when it recorded none.
+
+    Raises:
+        UserError: the probe file is there but cannot be read.
+    """
+    arts = store.artifacts(train_run)
     try:
-        path = store.artifacts(train_run).local_path(act.PROBE)
+        arts.local_path(act.PROBE)
     except FileNotFoundError:
         return None
-    return pq.read_table(path, columns=["label"]).column("label").to_numpy()
+    return act.read_artifact(arts, act.PROBE, lambda p: pq.read_table(p, columns=["label"]).column("label").to_numpy())
 
 
 def seed_of(run) -> int:

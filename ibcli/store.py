@@ -72,6 +72,15 @@ class StoreUnreachable(UserError):
     """The tracking server stopped answering (connection refused, timeouts, repeated 5xx)."""
 
 
+class ArtifactMissing(UserError, FileNotFoundError):
+    """A run has no artifact at that path.
+
+    A FileNotFoundError, so a reader that looks for an optional file (a checkpoint, the
+    gradient table) catches it as before; and a UserError, so a file that should be there and
+    is not ends in one line and exit code 2 wherever nobody expected its absence.
+    """
+
+
 def _is_unreachable(exc: BaseException) -> bool:
     """Whether `exc` (or what it was raised from) says the server cannot be reached.
 
@@ -562,7 +571,7 @@ class ArtifactCache:
         """A local copy of artifact `relpath` (downloaded unless cached and immutable).
 
         Raises:
-            FileNotFoundError: no such artifact.
+            ArtifactMissing (a FileNotFoundError and a UserError): no such artifact.
             StoreUnreachable: the server does not answer.
         """
         target = self.dir / relpath
@@ -587,7 +596,7 @@ class ArtifactCache:
             shutil.rmtree(staging, ignore_errors=True)
             if _is_unreachable(exc):
                 raise unreachable_error(self.tracking_uri, exc) from exc
-            raise FileNotFoundError(relpath) from exc
+            raise ArtifactMissing(f"run {self.run_id} has no artifact {relpath}") from exc
 
     def _forget_changed_records(self, cached: Path, fetched: Path) -> None:
         """Drop the cached files of records the new manifest lists differently (or not at all)."""
@@ -738,12 +747,12 @@ class Artifacts:
         """A local path to read artifact `relpath` (from the cache when the store is a server).
 
         Raises:
-            FileNotFoundError: no such artifact.
+            ArtifactMissing (a FileNotFoundError and a UserError): no such artifact.
             StoreUnreachable: the server does not answer.
         """
         if self.local_root is not None:
             path = self.local_root / relpath
             if not path.exists():
-                raise FileNotFoundError(relpath)
+                raise ArtifactMissing(f"run {self.run_id} has no artifact {relpath}")
             return path
         return ArtifactCache(self.tracking_uri, self.run_id).path(relpath)

@@ -394,3 +394,150 @@ def test_no_store_yet(store_env, capsys, command):
     code, _, err = run_cli(command, capsys)
     one_line(code, err, "no ibcli store at", "ibcli train", "--tracking-uri")
     assert not (store_env / "runs").exists()  # reading commands create no store
+
+
+
+@pytest.mark.parametrize("args,option", [
+    (["plot", "abc", "--output", "", "-q", "--no-histograms"], "--output"),
+    (["plot", "abc", "--output", "  "], "--output"),
+    (["reproduce", "tishby", "--out", ""], "--out"),
+    (["train", "--data-dir", ""], "--data-dir"),
+    (["sweep", "--seeds", "0", "--data-dir", ""], "--data-dir"),
+    (["train", "--resume", ""], "--resume"),
+    (["mi", "abc", "--scheduler", ""], "--scheduler"),
+    (["sweep", "--seeds", "0", "--scheduler", ""], "--scheduler"),
+    (["runs", "--tracking-uri", ""], "--tracking-uri"),
+    (["mi", "abc", "--tracking-uri", ""], "--tracking-uri"),
+    (["server", "--dry-run", "--artifacts-destination", ""], "--artifacts-destination"),
+    (["server", "--dry-run", "--backend-store-uri", ""], "--backend-store-uri"),
+])
+def test_an_empty_path_or_address_is_refused(store_env, capsys, args, option):
+    """An empty value would quietly mean the current folder (Path("") is ".") or the default."""
+    code, _, err = run_cli(args, capsys)
+    one_line(code, err, f"invalid value for '{option}'", "it is empty", "leave the option out")
+    assert list(store_env.iterdir()) == []  # no store, no figures in the current folder
+
+# ------------------------------------------------------------------ damaged run files
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory, store_template):
+    """A store with one small recorded train run (12-bit task, 2 epochs), no mi run yet."""
+    from conftest import ib12_train, main_json
+
+    uri = seed_store(store_template, tmp_path_factory.mktemp("damaged"))
+    rid = main_json([*ib12_train(2), "--tracking-uri", uri])["run_id"]
+    store = Store(uri)
+    return {"uri": uri, "id": rid, "root": store.artifacts(store.find_run(rid)).local_root}
+
+
+@pytest.fixture
+def damage(recorded):
+    """damage(relpath, content): replace (None: delete) one artifact of the recorded run; put
+    back after the test, and drop the mi and plot runs the test made."""
+    saved = {}
+
+    from ibcli import mi_table
+
+    mi_table._PROBE.clear()  # this process's probe cache: the test reads the files as a new process would
+
+    def do(relpath, content: bytes | None) -> None:
+        path = recorded["root"] / relpath
+        saved[path] = path.read_bytes()
+        if content is None:
+            path.unlink()
+        else:
+            path.write_bytes(content)
+
+    yield do
+    for path, data in saved.items():
+        path.write_bytes(data)
+    store = Store(recorded["uri"])
+    for r in store.all_runs():
+        if r.info.run_id != recorded["id"]:
+            store.client.delete_run(r.info.run_id)
+
+
+LAYER3 = "activations/step_0000000/layer3.parquet"
+
+
+def _mi_runs_failed_with(recorded, *words) -> None:
+    """Exactly one mi run was made, and it is FAILED with `words` in its reason."""
+    runs = Store(recorded["uri"]).children(recorded["id"], stage="mi")
+    assert len(runs) == 1 and runs[0].info.status == "FAILED", runs
+    for word in words:
+        assert word in runs[0].data.tags[FAILURE_TAG], runs[0].data.tags
+
+
+def _no_runs_made(recorded) -> None:
+    assert [r.info.run_id for r in Store(recorded["uri"]).all_runs()] == [recorded["id"]]
+
+
+def test_layer_file_deleted(recorded, damage, capsys):
+    damage(LAYER3, None)
+    code, _, err = run_cli(["mi", recorded["id"], "--tracking-uri", recorded["uri"], "--quiet"], capsys)
+    one_line(code, err, f"run {recorded['id']}: {LAYER3} is missing", "damaged")
+    _mi_runs_failed_with(recorded, LAYER3, "missing")
+
+
+def test_layer_file_truncated(recorded, damage, capsys, tmp_path):
+    damage(LAYER3, (recorded["root"] / LAYER3).read_bytes()[:200])
+    code, _, err = run_cli(["mi", recorded["id"], "--tracking-uri", recorded["uri"], "--quiet"], capsys)
+    one_line(code, err, f"run {recorded['id']}: {LAYER3} is unreadable", "Parquet magic bytes", "damaged")
+    _mi_runs_failed_with(recorded, LAYER3, "unreadable")
+    # plot reads the layer files for its histograms: the same line, and no plot run
+    code, _, err = run_cli(["plot", recorded["id"], "--output", tmp_path, "--tracking-uri", recorded["uri"], "--quiet"], capsys)
+    one_line(code, err, f"{LAYER3} is unreadable", "damaged")
+    assert Store(recorded["uri"]).children(recorded["id"], stage="plot") == []
+
+
+def test_probe_file_truncated(recorded, damage, capsys):
+    damage("activations/probe.parquet", b"PAR1 not really")
+    code, _, err = run_cli(["mi", recorded["id"], "--tracking-uri", recorded["uri"], "--quiet"], capsys)
+    one_line(code, err, "activations/probe.parquet is unreadable", "damaged")
+    _mi_runs_failed_with(recorded, "probe.parquet")
+
+
+@pytest.mark.parametrize("content,why", [
+    (b'{"format": "ibcli.activations/2", "records": [\n', "JSONDecodeError"),  # cut short
+    (b'[1, 2]', "not an object"),
+    (b'{"format": "ibcli.activations/2", "layers": [], "probe": {}, "records": [{"epoch": 0}]}', "KeyError"),
+])
+def test_manifest_damaged(recorded, damage, capsys, tmp_path, content, why):
+    damage("activations/manifest.json", content)
+    for command in (["mi"], ["plot", "--output", tmp_path]):
+        code, _, err = run_cli([command[0], recorded["id"], *command[1:], "--tracking-uri", recorded["uri"], "--quiet"], capsys)
+        one_line(code, err, f"run {recorded['id']}: activations/manifest.json is unreadable", why, "damaged")
+    _no_runs_made(recorded)  # read before any run is made
+    assert not any(tmp_path.iterdir())
+
+
+def test_manifest_without_a_layer_file(recorded, damage, capsys):
+    import json
+
+    manifest = json.loads((recorded["root"] / "activations/manifest.json").read_text())
+    del manifest["records"][1]["files"]["layer2"]
+    damage("activations/manifest.json", json.dumps(manifest).encode())
+    code, _, err = run_cli(["mi", recorded["id"], "--layer", "layer2", "--tracking-uri", recorded["uri"], "--quiet"], capsys)
+    one_line(code, err, "activations/manifest.json is incomplete (no file of layer 'layer2' at epoch 1)", "damaged")
+
+
+def test_a_missing_artifact_is_both_kinds_of_error(recorded):
+    """Readers of optional files catch FileNotFoundError; elsewhere it is one line and exit 2."""
+    from ibcli.errors import UserError
+
+    arts = Store(recorded["uri"]).artifacts(Store(recorded["uri"]).find_run(recorded["id"]))
+    with pytest.raises(FileNotFoundError) as caught:
+        arts.local_path("no/such.file")
+    assert isinstance(caught.value, UserError) and str(caught.value) == f"run {recorded['id']} has no artifact no/such.file"
+
+
+def test_mi_table_truncated(recorded, damage, capsys, tmp_path):
+    from conftest import run_json
+
+    args = ["mi", recorded["id"], "--tracking-uri", recorded["uri"]]
+    first = run_json(args, capsys)["mi_run_id"]
+    store = Store(recorded["uri"])
+    damage(store.artifacts(store.find_run(first)).local_root / "mi.parquet", b"PAR1")  # an absolute path
+    code, _, err = run_cli(["plot", recorded["id"], "--output", tmp_path, "--tracking-uri", recorded["uri"], "--quiet"], capsys)
+    one_line(code, err, f"run {first}: mi.parquet is unreadable", "damaged")
+    again = run_json(args, capsys)  # the damaged table is not reused
+    assert again["reused"] is False and again["mi_run_id"] != first

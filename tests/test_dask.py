@@ -143,7 +143,8 @@ def test_a_failing_mi_task_names_its_epoch_and_layer(small_run, cluster, capsys)
     finally:
         path.write_bytes(saved)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert "epoch 1 (step 5), layer layer3: ArrowInvalid" in err
+    # a damaged file is the reader's UserError, passed on as it is: it names the record and the layer by its file
+    assert f"run {rid}: activations/step_0000005/layer3.parquet is unreadable (ArrowInvalid" in err, err
 
 
 def test_sweep_members_train_on_the_cluster(cluster, tmp_path, capsys):

@@ -7,8 +7,10 @@ import pytest
 
 from conftest import ib12_train, run_cli, run_json, seed_store
 
+from ibcli.activations import Manifest
+from ibcli.errors import UserError
 from ibcli.estimators.interface import Estimator, Param
-from ibcli.mi_table import Selection
+from ibcli.mi_table import Selection, select
 from ibcli.stages.mi import MI_KEY_TAG, mi_key
 from ibcli.store import Store
 
@@ -72,6 +74,47 @@ def test_wrong_layer_or_epoch_creates_no_run(trained, capsys):
         code, out, err = run_cli(["mi", rid, "--tracking-uri", uri, *args], capsys)
         assert code == 2 and err.strip().splitlines() == [err.strip()] and words in err, err
     assert _mi_runs(uri, rid) == []
+
+
+def test_an_epoch_is_echoed_as_typed(trained, capsys):
+    uri, rid = trained
+    for typed in ("7.50", "2.0000001", "1e1"):
+        code, _, err = run_cli(["mi", rid, "--tracking-uri", uri, "--epoch", typed, "--quiet"], capsys)
+        assert code == 2 and err.strip() == f"error: epoch {typed} was not recorded: this run recorded epochs 0, 1, 2, 3", err
+    code, _, err = run_cli(["mi", rid, "--tracking-uri", uri, "--epoch", "two", "--quiet"], capsys)
+    assert code == 2 and err.strip() == "error: --epoch takes a number, got 'two'", err
+    assert _mi_runs(uri, rid) == []
+    out = _mi(uri, rid, capsys, "--epoch", "2.000000", "--epoch", "3")
+    assert out["records"] == 2
+
+
+def _manifest(epochs) -> Manifest:
+    return Manifest(layers=[{"name": "a", "index": 1}],
+                    records=[{"record": f"r{i}", "epoch": e, "step": i, "files": {"a": f"r{i}/a.parquet"}} for i, e in enumerate(epochs)])
+
+
+def test_an_epoch_inside_an_epoch_is_picked_with_the_digits_printed():
+    """Records at steps 1, 4 and 13 of a 47-step epoch: ibcli lists them as 0.0212766, 0.0851064
+    and 0.276596 (6 significant digits); that many digits or more pick the record, fewer do not."""
+    epochs = [0.0, 1 / 47, 4 / 47, 13 / 47, 1.0]
+    m = _manifest(epochs)
+    for typed, want in (("0.0212766", 1 / 47), ("0.02127660", 1 / 47), ("0.021276596", 1 / 47), (repr(1 / 47), 1 / 47),
+                        (1 / 47, 1 / 47), ("0.276596", 13 / 47), ("1", 1.0), ("1.00000000", 1.0), ("0", 0.0), (1, 1.0)):
+        assert [r["epoch"] for r in select(m, (), (typed,)).records] == [want], typed
+    for typed in ("0.0213", "0.021277", "0.02127659", "0.28", "1.000001"):
+        with pytest.raises(UserError, match=f"^epoch {typed} was not recorded: this run recorded epochs "
+                                            "0, 0.0212766, 0.0851064, 0.276596, 1$"):
+            select(m, (), (typed,))
+    # several records in the order recorded, each once
+    assert [r["step"] for r in select(m, (), ("1", "0.0212766", "0.02127659574468085")).records] == [1, 4]
+
+
+def test_an_epoch_matching_two_records_is_refused():
+    close = _manifest([999.0, 1000.0001, 1000.0002, 1000.01])  # ibcli lists 999, 1000, 1000, 1000.01
+    with pytest.raises(UserError, match=r"^epoch 1000 matches 2 recorded epochs \(1000.0001, 1000.0002\): type more digits$"):
+        select(close, (), ("1000",))
+    assert [r["step"] for r in select(close, (), ("1000.0002",)).records] == [2]
+    assert [r["step"] for r in select(_manifest([1000.0, 1000.0001]), (), ("1000",)).records] == [0]  # an exact value wins
 
 
 class _Toy(Estimator):

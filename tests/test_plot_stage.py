@@ -85,3 +85,40 @@ def test_mi_metrics_against_epochs_and_steps(runs):
     epochs = sorted(m.step for m in client.get_metric_history(runs["mi_tanh"], "mi/i_xt_bits/layer5"))
     steps = sorted(m.step for m in client.get_metric_history(runs["mi_tanh"], "mi_steps/i_ty_bits/layer5"))
     assert epochs == [0, 1, 2, 3] and steps == [2, 3]
+
+
+def _summary(rid: str, uri: str, capsys) -> dict:
+    code, out, err = run_cli(["show", rid, "--summary", "--json", "--tracking-uri", uri], capsys)
+    assert code == 0 and err == "", err
+    return json.loads(out)
+
+
+def test_a_partial_latest_mi_run_is_noted(runs, capsys, tmp_path):
+    """A later mi run on fewer layers is the default (the latest of its method), and plot and
+    show --summary say which older run covers more and how to pick it."""
+    uri = runs["uri"]
+    rid = _json([*TRAIN, "--activation", "tanh", "--seed", 7, "--tracking-uri", uri])["run_id"]
+    full = _json(["mi", rid, "--method", "binning", "--tracking-uri", uri])["mi_run_id"]
+    kde = _json(["mi", rid, "--method", "kde", "--noise-var", 0.1, "--layer", "output", "--tracking-uri", uri])["mi_run_id"]
+    part = _json(["mi", rid, "--method", "binning", "--seed", 5, "--layer", "output", "--tracking-uri", uri])["mi_run_id"]
+    note = (f"binning: the latest mi run {part[:8]} covers 1 layer and 6 records, the older mi run {full[:8]} covers "
+            f"6 layers and 6 records: ")
+    picks = f"--mi-run {full[:8]} --mi-run {kde[:8]}"
+    plot = run_json(["plot", rid, "--no-histograms", "--output", tmp_path / "a", "--tracking-uri", uri], capsys)
+    assert sorted(plot["mi_run_ids"]) == sorted([part, kde]) and plot["notes"] == [note + f"pick it with {picks}"]
+    code, _, err = run_cli(["plot", rid, "--no-histograms", "--output", tmp_path / "b", "--tracking-uri", uri], capsys)
+    assert code == 0 and f"note: {note}pick it with {picks}" in err
+    # the picks plot the full run, with no note; the kde run (one layer, the only one of its method) never gets one
+    picked = run_json(["plot", rid, *picks.split(), "--no-histograms", "--output", tmp_path / "c", "--tracking-uri", uri], capsys)
+    assert sorted(picked["mi_run_ids"]) == sorted([full, kde]) and picked["notes"] == []
+    # compared runs: the note names the run by its label
+    both = run_json(["plot", rid, runs["relu"], "--output", tmp_path / "d", "--tracking-uri", uri], capsys)
+    assert [n for n in both["notes"] if "binning:" in n] == [f"{both['labels'][0]}: {note}pick it with {picks}"]
+    summary = _summary(rid, uri, capsys)
+    assert summary["notes"] == [note + f"plot it with `ibcli plot {rid[:8]} {picks}`"]
+    assert [m["mi_run_id"] for m in summary["mi"] if m["method"] == "binning"] == [part]  # the default is kept
+    code, out, err = run_cli(["show", rid, "--summary", "--tracking-uri", uri], capsys)
+    assert code == 0 and f"note: {note}plot it with" in err
+    # a newer run on every layer again: nothing to note
+    _json(["mi", rid, "--method", "binning", "--seed", 6, "--tracking-uri", uri])
+    assert _summary(rid, uri, capsys)["notes"] == []

@@ -23,12 +23,12 @@ from pathlib import Path
 
 from rich.text import Text
 
-from ibcli.console import counted, fitted_table, stdout_console
+from ibcli.console import counted, fitted_table, note, stdout_console
 from ibcli.errors import UserError
 from ibcli.estimators import registry
 from ibcli.metric_names import latest
 from ibcli.mi_table import MI_FILE, read_mi_table
-from ibcli.results import latest_mi_runs
+from ibcli.results import coverage_notes, latest_mi_runs
 from ibcli.run_names import DESCRIPTION_TAG
 from ibcli.stages.mi import layer_rows, summary_table
 from ibcli.store import (DEFAULT_EXPERIMENT, EPOCHS_DONE_TAG, EPOCHS_TAG, FAILURE_TAG, PARENT_TAG, STAGE_TAG, Store,
@@ -140,8 +140,9 @@ def describe_run(run_id: str, tracking_uri: str | None) -> dict:
 def train_summary(run_id: str, tracking_uri: str | None) -> dict:
     """A train run's results (`ibcli show --summary`, the end of `make run`): test accuracy, the
     latest finished mi run of each method with its per-layer I(X;T) summary, the latest plot
-    run's figures (the --output copies when they are still there, else the artifacts) and the
-    command that opens the MLflow UI on this store.
+    run's figures (the --output copies when they are still there, else the artifacts), the
+    command that opens the MLflow UI on this store, and `notes` (`coverage_notes`: an older mi
+    run of a method that covers more layers or records than the latest one).
 
     Raises:
         UserError: unknown run, or not a train run.
@@ -176,7 +177,8 @@ def train_summary(run_id: str, tracking_uri: str | None) -> dict:
     default = tracking_uri is None and not os.environ.get("MLFLOW_TRACKING_URI")
     return {"run_id": rid, "run_name": run.info.run_name, "status": run.info.status, "epochs_done": done, "epochs": target,
             "test_accuracy": latest(run.data.metrics, "test_accuracy"), "mi": methods, "plot_run_id": plot_id,
-            "figures": figures, "ui": "ibcli ui" if default else f"ibcli ui --tracking-uri {shlex.quote(store.uri)}"}
+            "figures": figures, "ui": "ibcli ui" if default else f"ibcli ui --tracking-uri {shlex.quote(store.uri)}",
+            "notes": coverage_notes(store, run, command=True)}
 
 
 def print_train_summary(info: dict) -> None:
@@ -191,6 +193,8 @@ def print_train_summary(info: dict) -> None:
     for m in info["mi"]:
         console.print(f"mi run {m['mi_run_id']}:")
         console.print(summary_table(m))
+    for text in info["notes"]:
+        note(text)
     if info["figures"]:
         console.print(Text("figures:", style="bold"))
         for path in info["figures"]:

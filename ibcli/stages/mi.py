@@ -25,7 +25,7 @@ from ibcli.estimators import registry
 from ibcli.estimators.interface import Estimator
 from ibcli.executor import Executor, open_executor
 from ibcli.metric_names import latest, mi_metric
-from ibcli.mi_table import MI_FILE, Selection, compute_mi_table, read_mi_table, select
+from ibcli.mi_table import MI_FILE, Selection, compute_mi_table, read_mi_table, select, typed_epoch
 from ibcli.progress import make_progress
 from ibcli.provenance import provenance_tags
 from ibcli.results import is_sweep, sweep_members
@@ -56,6 +56,8 @@ def run_mi(run_id: str, method: str, params: dict, *, layers=(), epochs=(), seed
     """The `ibcli mi` stage on a train run (or every finished member of a sweep).
 
     params: the method's parameters by name (missing ones take their defaults).
+    epochs: recorded epochs to estimate (default all), as typed (str) or numbers; matched as
+        `ibcli.mi_table.select` says (to the digits typed, at least the 6 ibcli prints).
     force: compute even when a finished mi run of the train run has the same settings
         (`mi_key`); without it that run is reused (its summary has `"reused": true`).
     quiet: no notes on stderr; bars: "on", "off" or "transient" progress bars (default: off when quiet).
@@ -70,14 +72,15 @@ def run_mi(run_id: str, method: str, params: dict, *, layers=(), epochs=(), seed
 
     Raises:
         UserError: bad options, unknown/ambiguous/non-train run id, run without activations,
-            a layer or epoch that was not recorded, unusable activations. A run created
-            before the error is marked FAILED.
+            a layer or epoch that was not recorded (or an epoch matching several records),
+            unusable or damaged activations. A run created before the error is marked FAILED.
         EstimatorInputError: a parameter value the method refuses (before anything is read).
         TaskFailed: a task failed on every try on the cluster (the message names epoch and layer).
     """
     check_seed(seed)
     estimator = registry.get(method)
     params = estimator.check_params(params)
+    epochs = tuple(map(typed_epoch, epochs))  # a value that is no number: refused before the store opens
     device = resolve_device(device)  # "cuda" without a GPU: the one-line error, for every method
     device = device if estimator.uses_device else "cpu"
     store = Store(tracking_uri, must_exist=True)
@@ -96,8 +99,8 @@ def _finished_mi_run(store: Store, train_run, key: str):
     for run in store.children(train_run.info.run_id, stage="mi"):
         if run.info.status == "FINISHED" and run.data.tags.get(MI_KEY_TAG) == key:
             try:
-                return run, read_mi_table(store.artifacts(run).local_path(MI_FILE))
-            except FileNotFoundError:
+                return run, act.read_artifact(store.artifacts(run), MI_FILE, read_mi_table)
+            except UserError:  # its table is missing or damaged: compute anew
                 continue
     return None, None
 

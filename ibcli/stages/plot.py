@@ -22,7 +22,7 @@ from ibcli.figure_files import REPORT, check_static_export, parse_formats, write
 from ibcli.histograms import activation_histograms
 from ibcli.progress import make_progress
 from ibcli.provenance import provenance_tags
-from ibcli.results import (is_sweep, latest_mi_runs, load_gradients, load_mi_tables, load_training_metrics,
+from ibcli.results import (coverage_notes, is_sweep, latest_mi_runs, load_gradients, load_mi_tables, load_training_metrics,
                            member_gradients, member_mi_tables, member_training_metrics, probe_labels, sweep_members)
 from ibcli.run_names import compare_run_name, settings_labels, train_run_name
 from ibcli.store import PARENT_TAG, STAGE_TAG, Store
@@ -117,6 +117,8 @@ def _plot_one(store: Store, train_run, mi_run_ids: list[str], output: Path | Non
         figures["mi_per_epoch"] = plots.mi_per_epoch(mi, f"I(X;T) and I(T;Y) per epoch: {name}", h_y)
     else:
         notes.append(_no_mi_note(train_run))
+    if mi is not None and not mi_run_ids:
+        notes += coverage_notes(store, train_run)  # a newer run of fewer layers hides an older full one
     metrics = load_training_metrics(store, run_id)
     if len(metrics):
         figures["training_curves"] = plots.training_curves(metrics, f"Training: {name}")
@@ -144,7 +146,7 @@ def _histograms(store: Store, train_run, quiet: bool, notes: list[str]) -> pd.Da
     artifacts = store.artifacts(train_run)
     try:
         manifest = act.load_manifest(artifacts)
-    except UserError:
+    except act.NoActivations:  # a damaged manifest is an error, not a run without activations
         notes.append(f"train run {train_run.info.run_id[:8]} recorded no activations: no activation histograms")
         return None
     with make_progress(quiet) as progress:
@@ -162,6 +164,8 @@ def _plot_compare(store: Store, train_runs: list, chosen: dict[str, list[str]], 
             notes.append(_no_mi_note(run))
         else:
             mi_parts.append(mi.assign(run=label))
+            if not chosen[run.info.run_id]:
+                notes += [f"{label}: {text}" for text in coverage_notes(store, run)]
         metric_parts.append(load_training_metrics(store, run.info.run_id).assign(run=label))
         grads = load_gradients(store, run)
         if grads is not None:
