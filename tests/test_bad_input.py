@@ -291,7 +291,7 @@ def test_resume_without_checkpoint_leaves_the_run_alone(store, capsys):
 
 def test_resume_finished_epochs(store, capsys):
     code, _, err = run_cli(["train", "--resume", store["ids"]["ckpt"], "--epochs", "1", "--tracking-uri", store["uri"]], capsys)
-    one_line(code, err, "already trained 1 epochs", "--epochs N with N > 1")
+    one_line(code, err, "already trained 1 epoch:", "--epochs N with N > 1")
     assert Store(store["uri"]).find_run(store["ids"]["ckpt"]).info.status == "KILLED"
 
 
