@@ -42,10 +42,6 @@ def _coverage(run) -> tuple[int, int] | None:
         return None
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
 def coverage_notes(store: Store, train_run, command: bool = False) -> list[str]:
     """Notes on the default choice of mi runs (`latest_mi_runs`): one for each method whose
     latest finished mi run covers fewer layers or fewer records than an older finished mi run
@@ -68,9 +64,9 @@ def coverage_notes(store: Store, train_run, command: bool = False) -> list[str]:
             continue
         _, _, best, theirs = max(wider, key=lambda w: w[:2])  # the most (layer, record) pairs; newest on a tie
         picks = " ".join(f"--mi-run {(best if r is chosen else r).info.run_id[:8]}" for r in latest)
-        notes.append(f"{method}: the latest mi run {chosen.info.run_id[:8]} covers {_count(mine[0], 'layer')} and "
-                     f"{_count(mine[1], 'record')}, the older mi run {best.info.run_id[:8]} covers "
-                     f"{_count(theirs[0], 'layer')} and {_count(theirs[1], 'record')}: "
+        notes.append(f"{method}: the latest mi run {chosen.info.run_id[:8]} covers {counted(mine[0], 'layer')} and "
+                     f"{counted(mine[1], 'record')}, the older mi run {best.info.run_id[:8]} covers "
+                     f"{counted(theirs[0], 'layer')} and {counted(theirs[1], 'record')}: "
                      + (f"plot it with `ibcli plot {train_run.info.run_id[:8]} {picks}`" if command
                         else f"pick it with {picks}"))
     return notes
