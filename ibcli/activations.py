@@ -171,17 +171,21 @@ def damaged(artifacts, relpath: str, problem: str) -> UserError:
     return UserError(f"run {artifacts.run_id}: {relpath} is {problem}: the run's files are damaged")
 
 
-def read_artifact(artifacts, relpath: str, read):
-    """`read(local path)` of artifact `relpath` of a train run whose manifest lists it.
+def read_artifact(artifacts, relpath: str, read, optional: bool = False):
+    """`read(local path)` of artifact `relpath` of a run (one whose manifest lists it, unless
+    `optional`: then a missing file gives None, for the caller to say what that means).
 
     Raises:
-        UserError: the file is missing, or `read` fails on it (`UNREADABLE`): the message names
-            the run, the file and the error, e.g. "run ID: activations/step_0000000/layer3.parquet
-            is unreadable (ArrowInvalid: ...): the run's files are damaged".
+        UserError: the file is missing (not `optional`), or `read` fails on it (`UNREADABLE`):
+            the message names the run, the file and the error, e.g. "run ID:
+            activations/step_0000000/layer3.parquet is unreadable (ArrowInvalid: ...): the
+            run's files are damaged".
     """
     try:
         path = artifacts.local_path(relpath)
     except FileNotFoundError:
+        if optional:
+            return None
         raise damaged(artifacts, relpath, "missing") from None
     try:
         return read(path)
@@ -207,11 +211,9 @@ def load_manifest(artifacts) -> Manifest:
         UserError: the manifest is cut short or otherwise unreadable, or has a format this
             ibcli does not read.
     """
-    try:
-        artifacts.local_path(MANIFEST)
-    except FileNotFoundError:
-        raise NoActivations(f"run {artifacts.run_id} has no recorded activations (no {MANIFEST}): train with --log-epochs that records") from None
-    manifest = read_artifact(artifacts, MANIFEST, lambda p: Manifest.from_json(p.read_text()))
+    manifest = read_artifact(artifacts, MANIFEST, lambda p: Manifest.from_json(p.read_text()), optional=True)
+    if manifest is None:
+        raise NoActivations(f"run {artifacts.run_id} has no recorded activations (no {MANIFEST}): train with --log-epochs that records")
     if not manifest.records:
         raise NoActivations(f"run {artifacts.run_id} has no complete activation records yet")
     return manifest

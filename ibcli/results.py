@@ -91,12 +91,9 @@ def load_mi_tables(store: Store, train_run, mi_run_ids: list[str]) -> pd.DataFra
             raise UserError(f"train run {train_run.info.run_id} has no finished mi results: run `ibcli mi {train_run.info.run_id[:8]} --method binning` first")
     tables = []
     for r in runs:
-        arts = store.artifacts(r)
-        try:
-            arts.local_path(MI_FILE)
-        except FileNotFoundError:
-            raise UserError(f"mi run {r.info.run_id} has no {MI_FILE} (it did not finish): run `ibcli mi {train_run.info.run_id[:8]}` again or pick another with --mi-run") from None
-        df = act.read_artifact(arts, MI_FILE, read_mi_table)
+        df = act.read_artifact(store.artifacts(r), MI_FILE, read_mi_table, optional=True)
+        if df is None:
+            raise UserError(f"mi run {r.info.run_id} has no {MI_FILE} (it did not finish): run `ibcli mi {train_run.info.run_id[:8]}` again or pick another with --mi-run")
         df["mi_run_id"] = r.info.run_id
         tables.append(df)
     return pd.concat(tables, ignore_index=True)
@@ -129,12 +126,9 @@ def load_gradients(store: Store, train_run) -> pd.DataFrame | None:
     Raises:
         UserError: the table is there but cannot be read.
     """
-    arts = store.artifacts(train_run)
-    try:
-        arts.local_path(GRADIENTS)
-    except FileNotFoundError:
+    df = act.read_artifact(store.artifacts(train_run), GRADIENTS, pd.read_parquet, optional=True)
+    if df is None:
         return None
-    df = act.read_artifact(arts, GRADIENTS, pd.read_parquet)
     return df.astype({"epoch": "float64"}) if "epoch" in df.columns else df
 
 
@@ -144,12 +138,8 @@ def probe_labels(store: Store, train_run):
     Raises:
         UserError: the probe file is there but cannot be read.
     """
-    arts = store.artifacts(train_run)
-    try:
-        arts.local_path(act.PROBE)
-    except FileNotFoundError:
-        return None
-    return act.read_artifact(arts, act.PROBE, lambda p: pq.read_table(p, columns=["label"]).column("label").to_numpy())
+    return act.read_artifact(store.artifacts(train_run), act.PROBE,
+                             lambda p: pq.read_table(p, columns=["label"]).column("label").to_numpy(), optional=True)
 
 
 def seed_of(run) -> int:

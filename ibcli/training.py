@@ -380,7 +380,7 @@ class Trainer:
         metrics = self._record(0.0, 0, want_test_metrics=True) or self._test_metrics()
         self.store.log_metrics(self.run.info.run_id, metrics, step=0)
         self.state.history.append({"epoch": 0, **metrics})
-        self._mark_start_point()
+        self._start_point = self._position()
 
     def _open_recorder(self, new: bool, manifest: act.Manifest | None = None) -> None:
         if manifest is None:
@@ -527,18 +527,18 @@ class Trainer:
             "model": to_host(self.model.state_dict()),
             "optimizer": to_host(self.optimizer.state_dict()),
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "epoch": self.state.epoch, "step": self.state.step,
-            # Lengths, not copies: both lists only grow, so a prefix is the state at this epoch.
-            "history_len": len(self.state.history), "gradient_rows_len": len(self.gradient_rows),
+            **self._position(),
         }
         self._snapshot_ready = None
         if self.device.type == "cuda":
             self._snapshot_ready = torch.cuda.Event()
             self._snapshot_ready.record()
 
-    def _mark_start_point(self) -> None:
-        self._start_point = {"epoch": self.state.epoch, "step": self.state.step,
-                             "history_len": len(self.state.history), "gradient_rows_len": len(self.gradient_rows)}
+    def _position(self) -> dict:
+        """Where the loop stands: epoch, step, and the lengths of the history and the gradient
+        rows (lengths, not copies: both lists only grow, so a prefix is the state at this point)."""
+        return {"epoch": self.state.epoch, "step": self.state.step,
+                "history_len": len(self.state.history), "gradient_rows_len": len(self.gradient_rows)}
 
     def save_checkpoint(self) -> None:
         """Queue writing the last completed epoch's state to checkpoints/last.pt (atomically)."""
@@ -585,7 +585,7 @@ class Trainer:
         manifest.records = [r for r in manifest.records if r["step"] <= self.state.step]
         self._open_recorder(new=False, manifest=manifest)
         self.recorder._write_manifest()
-        self._mark_start_point()
+        self._start_point = self._position()
 
     def close(self) -> None:
         """Finish writing queued records, flush metrics, checkpoint the last completed epoch.

@@ -443,6 +443,12 @@ def max_width(n: int) -> int:
     return max(d, 1)
 
 
+def default_draws(n: int, d: int | None) -> int:
+    """Noise draws per input when none are given: 1 for a layer wider than `max_width(n)`
+    (flagged; its k-NN estimate is not trusted anyway), else 2. d None (width unknown): 2."""
+    return 1 if d is not None and d > max_width(n) else 2
+
+
 @dataclass(frozen=True)
 class KSGPlanePoint:
     """One layer's information-plane point at one noise variance, in nats.
@@ -616,7 +622,7 @@ def ksg_information_plane(t, labels, noise_vars=(0.1,), *, k: int = 3, draws: in
     nv = _noise_vars(noise_vars, fn)
     k = _check_int(k, "k", 1, fn)
     wide = d > max_width(n)
-    draws = (1 if wide else 2) if draws is None else _check_int(draws, "draws", 1, fn)
+    draws = default_draws(n, d) if draws is None else _check_int(draws, "draws", 1, fn)
     repeats = _check_int(repeats, "repeats", 1, fn)
     baseline = _check_int(baseline, "baseline", 0, fn)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -714,7 +720,7 @@ class KSGEstimator(Estimator):
         """
         k, given = params["k"], params["ksg_draws"]
         for layer, d in widths.items():
-            draws = given if given is not None else (1 if d is not None and d > max_width(n) else 2)
+            draws = given if given is not None else default_draws(n, d)
             if n * draws <= k:
                 raise EstimatorInputError(
                     f"--k {k} needs more than {k} noisy points, but layer {layer} has {n} probe inputs x "

@@ -28,7 +28,7 @@ import numpy as np
 
 from ibcli.errors import UserError
 from ibcli.console import note, say
-from ibcli.executor import open_executor
+from ibcli.executor import available_cores, open_executor
 from ibcli.progress import make_progress
 from ibcli.provenance import provenance_tags
 from ibcli.results import SWEEP_STAGE
@@ -87,14 +87,6 @@ def parse_seeds(spec: str) -> list[int]:
             raise UserError(f"bad --seeds {spec!r}: more than {MAX_SEEDS} seeds")
         seeds.extend(values)
     return list(dict.fromkeys(seeds))
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (its affinity mask, else os.cpu_count())."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def train_argv(options: dict) -> list[str]:
